@@ -1,0 +1,346 @@
+"""SP-API access through python-amazon-sp-api, with the library's traps handled in one place.
+
+The library assumes https hosts (its Host header is `endpoint[8:]`), caches LWA tokens per refresh token
+only, returns an empty answer instead of raising on a 429/503 without a JSON body, and retries nothing.
+This module gives it an endpoint and LWA URL from settings, a per-operation request budget, retries for
+what is transient only, and a document download that checks what it received. It knows nothing of Dagster.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from sp_api.auth import AccessTokenClient
+from sp_api.auth.exceptions import AuthorizationError
+from sp_api.base import ApiResponse
+from sp_api.base.exceptions import (
+    SellingApiException,
+    SellingApiForbiddenException,
+    SellingApiRequestThrottledException,
+    SellingApiServerException,
+    SellingApiTemporarilyUnavailableException,
+)
+
+from amazon_optiply.marketplaces import MARKETPLACES, python_codec
+
+log = logging.getLogger(__name__)
+
+REGION_ENDPOINTS = {
+    "NA": "https://sellingpartnerapi-na.amazon.com",
+    "EU": "https://sellingpartnerapi-eu.amazon.com",
+    "FE": "https://sellingpartnerapi-fe.amazon.com",
+}
+AWS_REGIONS = {"NA": "us-east-1", "EU": "eu-west-1", "FE": "us-west-2"}
+LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+
+# Amazon's documented rate (requests/second) and burst per operation; the live x-amzn-RateLimit-Limit wins.
+DOCUMENTED_RATES: dict[str, tuple[float, int]] = {
+    "getMarketplaceParticipations": (0.016, 15),
+    "createReport": (0.0167, 15),
+    "getReports": (0.0222, 10),
+    "getReport": (2.0, 15),
+    "cancelReport": (0.0222, 10),
+    "getReportDocument": (0.0167, 15),
+    "getInventorySummaries": (2.0, 2),
+    "searchCatalogItems": (2.0, 2),
+    "getCatalogItem": (2.0, 2),
+}
+
+
+class AmazonError(RuntimeError):
+    """A permanent SP-API failure: retrying will not help; the message says what to fix."""
+
+
+class AmazonUnavailableError(RuntimeError):
+    """Amazon kept answering with transient failures until the retry bound."""
+
+
+class ReportDocumentError(RuntimeError):
+    """A report document could not be downloaded or decoded (expired URL, corrupt gzip, bad charset)."""
+
+
+@dataclass(frozen=True)
+class SpApiCredentials:
+    refresh_token: str = field(repr=False)
+    lwa_app_id: str
+    lwa_client_secret: str = field(repr=False)
+
+    def as_library_dict(self) -> dict[str, str]:
+        return {
+            "refresh_token": self.refresh_token,
+            "lwa_app_id": self.lwa_app_id,
+            "lwa_client_secret": self.lwa_client_secret,
+        }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What python-amazon-sp-api reads from its `marketplace=` argument."""
+
+    endpoint: str
+    marketplace_id: str
+    region: str
+
+
+def _lwa_client_class(token_url: str) -> type[AccessTokenClient]:
+    parts = urlsplit(token_url)
+
+    class ConfiguredAccessTokenClient(AccessTokenClient):
+        scheme = f"{parts.scheme}://"
+        host = parts.netloc
+        path = parts.path or "/auth/o2/token"
+
+        def _get_cache_key(self, token_flavor: str = "") -> str:
+            # The library keys its process-wide token cache by refresh token alone; add the LWA URL and app
+            # so two endpoints (or two sandboxes) never share a token.
+            return super()._get_cache_key(f"{token_url}|{self.cred.client_id}|{token_flavor}")
+
+    return ConfiguredAccessTokenClient
+
+
+_API = TypeVar("_API")
+
+
+def build_api(
+    api_class: type[_API],
+    country_code: str,
+    credentials: SpApiCredentials,
+    endpoint_override: str | None = None,
+    token_url: str | None = None,
+    version: str | None = None,
+    timeout: float = 60,
+) -> _API:
+    """An instance of a python-amazon-sp-api API class pointed at the marketplace's region or an override."""
+    market = MARKETPLACES[country_code]
+    endpoint = (endpoint_override or REGION_ENDPOINTS[market.region]).rstrip("/")
+    host = urlsplit(endpoint).netloc
+
+    class ConfiguredApi(api_class):  # type: ignore[misc, valid-type]
+        @property
+        def headers(self) -> dict[str, str]:
+            headers = super().headers
+            headers["host"] = host  # the library slices "https://" off; wrong for any other scheme
+            return headers
+
+    ConfiguredApi.__name__ = api_class.__name__
+    kwargs: dict[str, Any] = {
+        "credentials": credentials.as_library_dict(),
+        "auth_token_client_class": _lwa_client_class(token_url or LWA_TOKEN_URL),
+        "timeout": timeout,
+    }
+    if version:
+        kwargs["version"] = version
+    return ConfiguredApi(Endpoint(endpoint, market.marketplace_id, AWS_REGIONS[market.region]), **kwargs)
+
+
+class RequestBudget:
+    """A client-side token bucket per operation, so a run spends Amazon's rate instead of collecting 429s."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for a token; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return waited
+                delay = (1 - self.tokens) / self.rate
+            time.sleep(delay)
+            waited += delay
+
+    def adopt_rate(self, rate: float) -> None:
+        with self.lock:
+            self.rate = rate
+
+    def drain(self) -> None:
+        """After a 429 the server's bucket is empty; ours should be too."""
+        with self.lock:
+            self.tokens = 0.0
+            self.updated = time.monotonic()
+
+
+@dataclass
+class CallStats:
+    calls: dict[str, int] = field(default_factory=dict)
+    throttled: dict[str, int] = field(default_factory=dict)
+    retried: dict[str, int] = field(default_factory=dict)
+    waited_seconds: float = 0.0
+
+    def count(self, bucket: dict[str, int], operation: str) -> None:
+        bucket[operation] = bucket.get(operation, 0) + 1
+
+
+_TRANSIENT = (
+    SellingApiRequestThrottledException,
+    SellingApiServerException,
+    SellingApiTemporarilyUnavailableException,
+    httpx.TransportError,
+)
+
+T = TypeVar("T")
+
+
+class SpApiCaller:
+    """Runs SP-API calls within the budget, retrying only what is transient, with backoff and jitter."""
+
+    def __init__(self, max_attempts: int = 8, backoff_base: float = 0.5, backoff_cap: float = 30.0) -> None:
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.budgets: dict[str, RequestBudget] = {}
+        self.stats = CallStats()
+        self._rng = random.Random()
+
+    def budget(self, operation: str) -> RequestBudget:
+        if operation not in self.budgets:
+            self.budgets[operation] = RequestBudget(*DOCUMENTED_RATES[operation])
+        return self.budgets[operation]
+
+    def call(self, operation: str, fn: Callable[[], ApiResponse], expect: str | None = None) -> ApiResponse:
+        """Call `fn`; `expect` names a key the answer must hold (an empty answer means a bodiless 429/503)."""
+        budget = self.budget(operation)
+        last_error: BaseException | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            self.stats.waited_seconds += budget.acquire()
+            self.stats.count(self.stats.calls, operation)
+            try:
+                response = fn()
+            except SellingApiForbiddenException as exc:
+                if _is_token_problem(exc) and attempt == 1:
+                    _clear_lwa_cache()  # a token revoked or from another endpoint: get a fresh one once
+                    last_error = exc
+                    continue
+                raise AmazonError(f"{operation}: access denied by Amazon: {_describe(exc)}") from None
+            except AuthorizationError as exc:
+                if exc.status_code >= 500:
+                    last_error = exc
+                    self._sleep(operation, attempt)
+                    continue
+                raise AmazonError(
+                    f"{operation}: Login with Amazon refused the credentials ({exc.status_code}); check "
+                    "SP_API_REFRESH_TOKEN, LWA_APP_ID and LWA_CLIENT_SECRET"
+                ) from None
+            except _TRANSIENT as exc:
+                last_error = exc
+                if isinstance(exc, SellingApiRequestThrottledException):
+                    self.stats.count(self.stats.throttled, operation)
+                    budget.drain()
+                self._sleep(operation, attempt)
+                continue
+            except SellingApiException as exc:
+                raise AmazonError(f"{operation} failed ({type(exc).__name__}): {_describe(exc)}") from None
+            self._adopt_rate(budget, response)
+            if expect is not None and not _has_key(response, expect):
+                # python-amazon-sp-api turns a 429 or 503 without a JSON body into an empty answer.
+                last_error = AmazonUnavailableError(
+                    f"{operation} returned an empty answer (throttled or unavailable)"
+                )
+                self.stats.count(self.stats.throttled, operation)
+                budget.drain()
+                self._sleep(operation, attempt)
+                continue
+            return response
+        raise AmazonUnavailableError(
+            f"{operation} still failing after {self.max_attempts} attempts: {_describe(last_error)}"
+        )
+
+    def _sleep(self, operation: str, attempt: int) -> None:
+        self.stats.count(self.stats.retried, operation)
+        delay = self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        self.stats.waited_seconds += delay
+        time.sleep(delay)
+
+    @staticmethod
+    def _adopt_rate(budget: RequestBudget, response: ApiResponse) -> None:
+        try:
+            rate = float(response.rate_limit) if response.rate_limit else None
+        except (TypeError, ValueError):
+            rate = None
+        if rate and rate > 0:
+            budget.adopt_rate(rate)
+
+
+def _has_key(response: ApiResponse, key: str) -> bool:
+    payload = response.payload
+    return isinstance(payload, (dict, list)) and (isinstance(payload, list) or key in payload)
+
+
+def _is_token_problem(exc: SellingApiException) -> bool:
+    text = " ".join(str(e.get("details", "")) + str(e.get("message", "")) for e in (exc.error or []))
+    return "access token" in text.lower()
+
+
+def _clear_lwa_cache() -> None:
+    from sp_api.auth import access_token_client
+
+    access_token_client.cache.clear()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, SellingApiException):
+        errors = exc.error or []
+        return "; ".join(
+            f"{e.get('code')}: {e.get('message')} {e.get('details') or ''}".strip() for e in errors
+        )
+    return f"{type(exc).__name__}: {exc}" if exc else "unknown"
+
+
+@dataclass(frozen=True)
+class DownloadedDocument:
+    text: str
+    charset: str
+    compressed_bytes: int
+
+
+def download_report_document(url: str, compression: str | None, timeout: float = 120) -> DownloadedDocument:
+    """Fetch a presigned report document (no Amazon credentials sent), gunzip it, decode by its charset."""
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise ReportDocumentError(f"report document download failed: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        reason = "the presigned URL has expired" if response.status_code == 403 else response.text[:200]
+        raise ReportDocumentError(f"report document download answered {response.status_code}: {reason}")
+    raw = response.content
+    if compression:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ReportDocumentError(
+                f"report document is not valid gzip ({exc}); it may be truncated"
+            ) from None
+    charset = _charset(response.headers.get("content-type", ""))
+    text = raw.decode(python_codec(charset), errors="replace")
+    return DownloadedDocument(text, charset, len(response.content))
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"')
+    return "iso-8859-1"  # Amazon's documented default when no charset is given
+
+
+def utc_iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
