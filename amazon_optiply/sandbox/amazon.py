@@ -255,11 +255,21 @@ def _iso(t: datetime) -> str:
 def _parse_time(value: str, name: str) -> datetime:
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
+    except (ValueError, AttributeError) as exc:  # AttributeError: not a string at all (JSON number, list)
         raise _ApiError(
             400, "InvalidInput", f"Invalid {name}: {value!r} is not an ISO 8601 date-time"
         ) from exc
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    value = request.param(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _ApiError(400, "InvalidInput", f"{name} must be an integer, not {value!r}.") from None
 
 
 class _ApiError(Exception):
@@ -457,7 +467,7 @@ class AmazonApp:
         if not marketplace_ids or not isinstance(marketplace_ids, list):
             raise _ApiError(400, "InvalidInput", "marketplaceIds is required and must be a non-empty array.")
         for mid in marketplace_ids:
-            if mid not in MARKETPLACES_BY_ID:
+            if not isinstance(mid, str) or mid not in MARKETPLACES_BY_ID:
                 raise _ApiError(400, "InvalidInput", f"Invalid marketplaceId: {mid}")
             if mid not in self._seller_marketplace_ids():
                 raise _ApiError(403, "Unauthorized", f"The seller does not participate in marketplace {mid}.")
@@ -487,7 +497,7 @@ class AmazonApp:
             types = request.param_list("reportTypes")
             if not types:
                 raise _ApiError(400, "InvalidInput", "reportTypes is required when nextToken is not given.")
-            page_size = int(request.param("pageSize") or 10)
+            page_size = _int_param(request, "pageSize", 10)
             if not 1 <= page_size <= 100:
                 raise _ApiError(400, "InvalidInput", "pageSize must be between 1 and 100.")
             now = b.clock.now()
@@ -678,10 +688,13 @@ class AmazonApp:
             raise _ApiError(400, "InvalidInput", f"Invalid identifiersType: {id_type}")
         if id_type == "SKU" and not request.param("sellerId"):
             raise _ApiError(400, "InvalidInput", "sellerId is required when identifiersType is SKU.")
-        page_size = int(request.param("pageSize") or 10)
+        page_size = _int_param(request, "pageSize", 10)
         if not 1 <= page_size <= 20:
             raise _ApiError(400, "InvalidInput", "pageSize must be between 1 and 20.")
-        offset = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+        try:
+            offset = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+        except ValueError:  # also binascii.Error and UnicodeDecodeError
+            raise _ApiError(400, "InvalidInput", f"Invalid pageToken: {token!r}") from None
         items = _catalog_items(b.world, mp, identifiers, id_type)
         page = items[offset : offset + page_size]
         out: dict = {

@@ -106,7 +106,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def start_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name=f"sandbox-{self.base_url}", daemon=True)
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{self.base_url}", daemon=True
+        )
         thread.start()
         return thread
 
@@ -114,6 +116,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     server: SandboxHTTPServer
     protocol_version = "HTTP/1.1"
+    # Without TCP_NODELAY every keep-alive answer waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the sandbox keeps its own request log; stderr noise helps nobody

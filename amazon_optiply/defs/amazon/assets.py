@@ -1,0 +1,194 @@
+"""Raw Amazon data per marketplace: the listings report, FBA inventory, catalog identifiers, the orders report."""
+
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from amazon_optiply import schemas
+from amazon_optiply.defs.metadata import frame_metadata, schema_check, schema_check_spec
+from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.partitions import SettingError, marketplace_partitions
+from amazon_optiply.resources import AmazonResource, FetchedReport, IntegrationSettings, SyncStateResource
+from amazon_optiply.transforms.catalog import catalog_identifiers_frame, fba_inventory_frame
+from amazon_optiply.transforms.optiply import deduplicated_order_rows
+from amazon_optiply.transforms.reports import LISTINGS_REQUIRED, ORDERS_REQUIRED, parse_flat_file
+
+LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
+ORDERS_REPORT = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
+GROUP = "amazon_raw"
+KINDS = {"amazon", "pandas"}
+# Every SP-API call of a run goes through this pool, so parallel marketplace runs share Amazon's rate.
+SP_API_POOL = "amazon_sp_api"
+
+
+def _report_metadata(report: FetchedReport, malformed: pd.DataFrame) -> dict:
+    return {
+        "report_id": report.report_id,
+        "report_status": report.status,
+        "report_wait_seconds": round(report.seconds_waited, 2),
+        "report_polls": report.polls,
+        "data_start": str(report.data_start),
+        "data_end": str(report.data_end),
+        "charset": str(report.charset),
+        "malformed_rows": len(malformed),
+        "malformed_preview": dg.MetadataValue.md(
+            malformed.head(10).astype(str).to_markdown(index=False) if len(malformed) else "_none_"
+        ),
+    }
+
+
+def _call_metadata(amazon: AmazonResource) -> dict:
+    stats = amazon.caller.stats
+    return {"sp_api_calls": dict(stats.calls), "sp_api_throttled": dict(stats.throttled)}
+
+
+def _check_participation(country: str, amazon: AmazonResource) -> None:
+    participating = amazon.participating_countries(country)
+    if country not in participating:
+        raise SettingError(
+            f"marketplace {country} is in AMAZON_MARKETPLACES but the seller does not participate in it "
+            f"(participating: {', '.join(sorted(participating)) or 'none'})"
+        )
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds=KINDS,
+    owners=["team:integrations"],
+    pool=SP_API_POOL,
+    check_specs=[schema_check_spec("listings_report")],
+)
+def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource):
+    """The seller's listings in this marketplace (GET_MERCHANT_LISTINGS_ALL_DATA), as Amazon wrote them.
+
+    A report that fails (FATAL, deadline) fails this asset: it never becomes an empty catalogue or zero stock.
+    """
+    country = context.partition_key
+    _check_participation(country, amazon)
+    report = amazon.fetch_report(country, LISTINGS_REPORT, context.log)
+    if report.status == "CANCELLED":
+        raise dg.Failure(
+            f"{LISTINGS_REPORT} report {report.report_id} for {country} was CANCELLED by Amazon; refusing to treat "
+            "it as an empty catalogue. Products in Optiply keep their last values."
+        )
+    frame, malformed = parse_flat_file(report.text or "", LISTINGS_REPORT, LISTINGS_REQUIRED)
+    yield dg.Output(frame, metadata=frame_metadata(frame, **_report_metadata(report, malformed), **_call_metadata(amazon)))
+    yield schema_check(frame, schemas.ListingsReport)
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds=KINDS,
+    owners=["team:integrations"],
+    pool=SP_API_POOL,
+    check_specs=[schema_check_spec("fba_inventory")],
+)
+def fba_inventory(context: dg.AssetExecutionContext, amazon: AmazonResource):
+    """FBA stock per SKU row (getInventorySummaries, Marketplace granularity, with details)."""
+    summaries = amazon.inventory_summaries(context.partition_key)
+    frame = fba_inventory_frame(summaries)
+    yield dg.Output(frame, metadata=frame_metadata(frame, **_call_metadata(amazon)))
+    yield schema_check(frame, schemas.FbaInventory)
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds=KINDS,
+    owners=["team:integrations"],
+    pool=SP_API_POOL,
+    check_specs=[schema_check_spec("catalog_identifiers")],
+)
+def catalog_identifiers(
+    context: dg.AssetExecutionContext,
+    listings_report: pd.DataFrame,
+    amazon: AmazonResource,
+    sync_state: SyncStateResource,
+    settings: IntegrationSettings,
+):
+    """EAN and UPC codes per ASIN (searchCatalogItems, 20 ASINs a call), kept across runs.
+
+    Identifiers rarely change, so only ASINs never seen or older than the refresh period are asked for.
+    """
+    country = context.partition_key
+    state = sync_state.open()
+    wanted = sorted(set(listings_report["asin1"].str.strip()) - {""})
+    cached = state.cached_identifiers(country)
+    fresh_after = pd.Timestamp(datetime.now(UTC) - timedelta(days=settings.catalog_refresh_days))
+    fresh = set(cached.loc[cached["fetched_at"] >= fresh_after, "asin"])
+    to_fetch = [a for a in wanted if a not in fresh]
+    marketplace_id = MARKETPLACES[country].marketplace_id
+    for items in amazon.catalog_items(country, to_fetch):
+        found = catalog_identifiers_frame(items, marketplace_id)
+        state.store_identifiers(country, found, datetime.now(UTC))
+    # ASINs Amazon's catalog does not know are remembered as having no identifiers, so they are not re-asked.
+    known = set(state.cached_identifiers(country)["asin"])
+    unknown = [a for a in to_fetch if a not in known]
+    state.store_identifiers(
+        country,
+        pd.DataFrame({"asin": unknown, "ean_codes": "", "upc_codes": "", "item_name": ""}),
+        datetime.now(UTC),
+    )
+    cached = state.cached_identifiers(country)
+    frame = (
+        cached[cached["asin"].isin(wanted)][["asin", "ean_codes", "upc_codes", "item_name"]]
+        .astype("string")
+        .sort_values("asin")
+        .reset_index(drop=True)
+    )
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(
+            frame, asins_fetched=len(to_fetch), asins_from_cache=len(wanted) - len(to_fetch), **_call_metadata(amazon)
+        ),
+    )
+    yield schema_check(frame, schemas.CatalogIdentifiers)
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds=KINDS,
+    owners=["team:integrations"],
+    pool=SP_API_POOL,
+    check_specs=[schema_check_spec("orders_report")],
+)
+def orders_report(
+    context: dg.AssetExecutionContext,
+    amazon: AmazonResource,
+    sync_state: SyncStateResource,
+    settings: IntegrationSettings,
+):
+    """Order lines updated since the last delivered cursor (GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL).
+
+    The window starts an overlap before the cursor, so an order updated while the last window was being
+    cut is not missed; rows repeated by the overlap are deduplicated on (amazon-order-id, sku).
+    """
+    country = context.partition_key
+    state = sync_state.open()
+    cursor, orders_start = state.order_cursor(country)
+    now = datetime.now(UTC)
+    orders_start = orders_start or settings.orders_start_for_first_run(now)
+    window_start = orders_start
+    if cursor is not None:
+        window_start = max(cursor - timedelta(minutes=settings.orders_overlap_minutes), orders_start)
+    # No dataEndTime: Amazon ends the window at its own "now", and its answer tells us where that was.
+    report = amazon.fetch_report(country, ORDERS_REPORT, context.log, start=window_start)
+    frame, malformed = parse_flat_file(report.text or "", ORDERS_REPORT, ORDERS_REQUIRED)
+    frame = deduplicated_order_rows(frame).reset_index(drop=True)
+    state.note_orders_window(country, report.data_end or now, orders_start)
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(
+            frame,
+            orders=int(frame["amazon-order-id"].nunique()) if len(frame) else 0,
+            orders_start=str(orders_start),
+            **_report_metadata(report, malformed),
+            **_call_metadata(amazon),
+        ),
+    )
+    yield schema_check(frame, schemas.OrdersReport)

@@ -1,0 +1,73 @@
+"""Warehouse layer per marketplace: stock per SKU and the enriched catalog Optiply products are built from."""
+
+
+import dagster as dg
+import pandas as pd
+
+from amazon_optiply import schemas
+from amazon_optiply.defs.metadata import frame_metadata, schema_check, schema_check_spec
+from amazon_optiply.partitions import marketplace_partitions
+from amazon_optiply.resources import IntegrationSettings
+from amazon_optiply.transforms import catalog
+
+GROUP = "warehouse"
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=["team:integrations"],
+    check_specs=[schema_check_spec("warehouse_stock", blocking=True)],
+)
+def warehouse_stock(listings_report: pd.DataFrame, fba_inventory: pd.DataFrame, settings: IntegrationSettings):
+    """Stock per SKU: FBA rows summed, or the listing quantity (the seed's fallback when FBA stock is 0)."""
+    frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source)
+    by_source = frame["stock_source"].value_counts().to_dict()
+    yield dg.Output(frame, metadata=frame_metadata(frame, skus_by_stock_source=by_source))
+    yield schema_check(frame, schemas.WarehouseStock)
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds={"pandas"},
+    owners=["team:integrations"],
+    check_specs=[
+        schema_check_spec("enriched_catalog", blocking=True),
+        dg.AssetCheckSpec("listings_deliverable", asset="enriched_catalog", description="Rows set aside, with why"),
+    ],
+)
+def enriched_catalog(
+    context: dg.AssetExecutionContext,
+    listings_report: pd.DataFrame,
+    catalog_identifiers: pd.DataFrame,
+    warehouse_stock: pd.DataFrame,
+):
+    """One row per listing: name, SKU, EAN, price, stock, ASIN and marketplace, with a `problem` where unusable."""
+    frame = catalog.enriched_catalog(listings_report, catalog_identifiers, warehouse_stock, context.partition_key)
+    problems = frame[frame["problem"].notna()]
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(
+            frame,
+            active_listings=int((frame["listing_status"] == "Active").sum()),
+            without_ean=int(frame["ean_code"].isna().sum()),
+            names_truncated=int(frame["name_truncated"].sum()),
+            rows_set_aside=len(problems),
+        ),
+    )
+    yield dg.AssetCheckResult(
+        check_name="listings_deliverable",
+        passed=problems.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_set_aside": len(problems),
+            "set_aside": dg.MetadataValue.md(
+                problems[["sku", "asin", "problem"]].head(50).astype(str).to_markdown(index=False)
+                if len(problems)
+                else "_none_"
+            ),
+        },
+    )
+    yield schema_check(frame, schemas.EnrichedCatalog)

@@ -1,0 +1,274 @@
+"""Dagster resources: Amazon (through python-amazon-sp-api), Optiply, the sync state, and the integration's settings.
+
+Secrets arrive through `dg.EnvVar`, so run config and the UI show the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+from pydantic import PrivateAttr, field_validator
+from sp_api.api import Inventories, Reports, Sellers
+from sp_api.api.catalog_items.catalog_items_2022_04_01 import CatalogItemsV20220401
+
+from amazon_optiply.clients.amazon import (
+    SpApiCaller,
+    SpApiCredentials,
+    build_api,
+    download_report_document,
+    utc_iso,
+)
+from amazon_optiply.clients.optiply import OptiplyClient
+from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.partitions import SettingError
+from amazon_optiply.state import SyncState
+
+FINAL_REPORT_STATUSES = ("DONE", "CANCELLED", "FATAL")
+
+
+class ReportFailed(RuntimeError):
+    """Amazon ended a report FATAL or it did not finish by the deadline."""
+
+
+@dataclass(frozen=True)
+class FetchedReport:
+    report_id: str
+    report_type: str
+    status: str  # DONE or CANCELLED (no data for the window)
+    data_start: datetime | None
+    data_end: datetime | None
+    text: str | None
+    charset: str | None
+    seconds_waited: float
+    polls: int
+
+
+def require_https_unless_loopback(setting: str, url: str) -> None:
+    """Credentials travel to these URLs: plain http is only acceptable to this machine (the sandbox)."""
+    if not url or url.startswith("https://"):
+        return
+    host = urlsplit(url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SettingError(f"{setting} must be an https URL (plain http is allowed only on loopback), got {url!r}")
+
+
+def _parse_amazon_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+class AmazonResource(dg.ConfigurableResource):
+    """The seller's SP-API access. Region endpoints follow the marketplace unless `endpoint` overrides them."""
+
+    refresh_token: str
+    lwa_app_id: str
+    lwa_client_secret: str
+    endpoint: str = ""  # SP_API_ENDPOINT: a sandbox or proxy instead of Amazon's regional host
+    lwa_token_url: str = ""  # LWA_TOKEN_URL
+    report_deadline_seconds: float = 1800
+    max_poll_interval_seconds: float = 1.0
+
+    _caller: SpApiCaller = PrivateAttr()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        require_https_unless_loopback("SP_API_ENDPOINT", self.endpoint)
+        require_https_unless_loopback("LWA_TOKEN_URL", self.lwa_token_url)
+        self._caller = SpApiCaller()
+
+    @property
+    def caller(self) -> SpApiCaller:
+        return self._caller
+
+    def _api(self, api_class, country: str):
+        credentials = SpApiCredentials(self.refresh_token, self.lwa_app_id, self.lwa_client_secret)
+        return build_api(api_class, country, credentials, self.endpoint or None, self.lwa_token_url or None)
+
+    def participating_countries(self, country: str) -> set[str]:
+        api = self._api(Sellers, country)
+        answer = self.caller.call(
+            "getMarketplaceParticipations", lambda: api.get_marketplace_participation(), expect="payload"
+        )
+        payload = answer.payload if isinstance(answer.payload, list) else answer.payload.get("payload", [])
+        return {
+            p["marketplace"]["countryCode"]
+            for p in payload
+            if p.get("participation", {}).get("isParticipating", False)
+        }
+
+    def fetch_report(
+        self,
+        country: str,
+        report_type: str,
+        log,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> FetchedReport:
+        """Create a report, poll it until final within the deadline, and download its document."""
+        api = self._api(Reports, country)
+        body: dict = {"reportType": report_type, "marketplaceIds": [MARKETPLACES[country].marketplace_id]}
+        if start is not None:
+            body["dataStartTime"] = utc_iso(start)
+        if end is not None:
+            body["dataEndTime"] = utc_iso(end)
+        report_id = self.caller.call("createReport", lambda: api.create_report(**body), expect="reportId").payload[
+            "reportId"
+        ]
+        began = time.monotonic()
+        interval, polls = 0.2, 0
+        while True:
+            report = self.caller.call("getReport", lambda: api.get_report(report_id), expect="processingStatus").payload
+            polls += 1
+            status = report["processingStatus"]
+            if status in FINAL_REPORT_STATUSES:
+                break
+            waited = time.monotonic() - began
+            if waited > self.report_deadline_seconds:
+                raise ReportFailed(
+                    f"{report_type} report {report_id} for {country} is still {status} after {waited:.0f} s "
+                    f"(deadline {self.report_deadline_seconds:.0f} s)"
+                )
+            if polls % 20 == 0:
+                log.info(f"{report_type} report {report_id} for {country}: {status} after {waited:.0f} s")
+            time.sleep(interval)
+            # Poll fast at first (small reports finish in seconds), then settle within getReport's 2/s budget.
+            interval = min(interval * 1.5, self.max_poll_interval_seconds)
+        waited = time.monotonic() - began
+        data_start = _parse_amazon_time(report.get("dataStartTime"))
+        data_end = _parse_amazon_time(report.get("dataEndTime"))
+        if status == "CANCELLED":
+            return FetchedReport(report_id, report_type, status, data_start, data_end, None, None, waited, polls)
+        document = self._download(api, report["reportDocumentId"])
+        if status == "FATAL":
+            raise ReportFailed(
+                f"{report_type} report {report_id} for {country} ended FATAL: {document.text.strip()[:500]}"
+            )
+        return FetchedReport(
+            report_id, report_type, status, data_start, data_end, document.text, document.charset, waited, polls
+        )
+
+    def _download(self, api, document_id: str):
+        answer = self.caller.call("getReportDocument", lambda: api.get_report_document(document_id), expect="url")
+        return download_report_document(answer.payload["url"], answer.payload.get("compressionAlgorithm"))
+
+    def inventory_summaries(self, country: str) -> list[dict]:
+        """Every FBA inventory summary of the marketplace, with details, following nextToken to the end."""
+        api = self._api(Inventories, country)
+        marketplace_id = MARKETPLACES[country].marketplace_id
+        summaries: list[dict] = []
+        next_token = None
+        while True:
+            params = {"details": True, "marketplaceIds": [marketplace_id], "granularityId": marketplace_id}
+            if next_token:
+                params["nextToken"] = next_token
+            answer = self.caller.call(
+                "getInventorySummaries",
+                lambda p=params: api.get_inventory_summary_marketplace(**p),
+                expect="inventorySummaries",
+            )
+            summaries.extend(answer.payload["inventorySummaries"])
+            next_token = (answer.pagination or {}).get("nextToken")
+            if not next_token:
+                return summaries
+
+    def catalog_items(self, country: str, asins: list[str]) -> Iterator[list[dict]]:
+        """Catalog items with identifiers and summaries, 20 ASINs a call (pageSize 20, so one page each)."""
+        api = self._api(CatalogItemsV20220401, country)
+        marketplace_id = MARKETPLACES[country].marketplace_id
+        for i in range(0, len(asins), 20):
+            batch = asins[i : i + 20]
+            page_token = None
+            while True:
+                params = {
+                    "identifiers": batch,
+                    "identifiersType": "ASIN",
+                    "includedData": ["identifiers", "summaries"],
+                    "marketplaceIds": [marketplace_id],
+                    "pageSize": 20,
+                }
+                if page_token:
+                    params["pageToken"] = page_token
+                answer = self.caller.call(
+                    "searchCatalogItems", lambda p=params: api.search_catalog_items(**p), expect="items"
+                )
+                yield answer.payload["items"]
+                page_token = (answer.payload.get("pagination") or {}).get("nextToken")
+                if not page_token:
+                    break
+
+
+class OptiplyResource(dg.ConfigurableResource):
+    api_url: str
+    token_url: str
+    username: str
+    password: str
+    client_id: str
+    client_secret: str
+    account_id: int
+    coupling_id: int
+    min_write_interval_seconds: float = 0.2
+
+    def client(self, state: SyncState) -> OptiplyClient:
+        require_https_unless_loopback("OPTIPLY_API_URL", self.api_url)
+        require_https_unless_loopback("OPTIPLY_TOKEN_URL", self.token_url)
+        return OptiplyClient(
+            self.api_url,
+            self.token_url,
+            self.username,
+            self.password,
+            self.client_id,
+            self.client_secret,
+            self.account_id,
+            self.coupling_id,
+            token_store=state.token_store("optiply"),
+            min_write_interval=self.min_write_interval_seconds,
+        )
+
+
+def default_state_url() -> str:
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home.resolve() / 'sync_state.sqlite'}"
+
+
+class SyncStateResource(dg.ConfigurableResource):
+    """Where the sync's memory lives: SQLite under DAGSTER_HOME by default, any SQLAlchemy URL in production."""
+
+    database_url: str = ""
+
+    def open(self) -> SyncState:
+        return SyncState(self.database_url or default_state_url())
+
+
+class IntegrationSettings(dg.ConfigurableResource):
+    """What an integration consultant sets per customer (see the README's settings table)."""
+
+    marketplaces: str  # AMAZON_MARKETPLACES, e.g. "DE,FR"
+    main_marketplace: str = ""  # products there keep the plain SKU as remoteId; default: the first marketplace
+    stock_source: str = "fba"  # fba (FBA totalQuantity, falling back to the listing quantity) or listing
+    orders_start: str = ""  # ISO date: orders placed earlier are never sent; default: first run - lookback
+    orders_lookback_days: int = 7
+    orders_overlap_minutes: int = 60
+    catalog_refresh_days: int = 30
+
+    @field_validator("stock_source")
+    @classmethod
+    def _stock_source(cls, value: str) -> str:
+        if value not in ("fba", "listing"):
+            raise ValueError(f"AMAZON_STOCK_SOURCE must be 'fba' or 'listing', not {value!r}")
+        return value
+
+    @property
+    def main(self) -> str:
+        return (self.main_marketplace or self.marketplaces.split(",")[0]).strip().upper()
+
+    def orders_start_for_first_run(self, now: datetime) -> datetime:
+        if self.orders_start:
+            start = datetime.fromisoformat(self.orders_start.replace("Z", "+00:00"))
+            return start if start.tzinfo else start.replace(tzinfo=UTC)
+        return now - timedelta(days=self.orders_lookback_days)

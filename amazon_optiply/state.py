@@ -1,0 +1,210 @@
+"""The sync's durable memory, in a transactional database (SQLite by default, Postgres by URL).
+
+It holds what must survive runs and crashes: the catalog identifiers already fetched, the orders cursor
+per marketplace, every Optiply write (intended before it is sent, done after) with the remoteId -> Optiply
+id map it yields, and the Optiply token (Optiply refuses a new one while the last is valid).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+catalog_identifiers = sa.Table(
+    "catalog_identifiers",
+    metadata,
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    sa.Column("asin", sa.String(20), primary_key=True),
+    sa.Column("ean_codes", sa.Text, nullable=False),
+    sa.Column("upc_codes", sa.Text, nullable=False),
+    sa.Column("item_name", sa.Text, nullable=False),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+order_cursors = sa.Table(
+    "order_cursors",
+    metadata,
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    # Orders last updated before `cursor` are delivered or deliberately skipped.
+    sa.Column("cursor", sa.DateTime(timezone=True), nullable=True),
+    # The end of the last orders report fetched; it becomes the cursor once that report's orders are delivered.
+    sa.Column("fetched_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("orders_start", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One row per Optiply record this integration writes: the id map and the exactly-once ledger in one.
+optiply_records = sa.Table(
+    "optiply_records",
+    metadata,
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("remote_id", sa.String(255), primary_key=True),
+    sa.Column("marketplace", sa.String(8), nullable=False),
+    sa.Column("optiply_id", sa.BigInteger, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),  # intended | done
+    sa.Column("attributes_json", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class SyncState:
+    def __init__(self, database_url: str) -> None:
+        self.engine = sa.create_engine(database_url, future=True)
+        metadata.create_all(self.engine)
+
+    # ---- catalog identifiers --------------------------------------------------------------------------
+    def cached_identifiers(self, marketplace: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(catalog_identifiers).where(catalog_identifiers.c.marketplace == marketplace)
+            ).mappings()
+            frame = pd.DataFrame(list(rows), columns=[c.name for c in catalog_identifiers.columns])
+        frame["fetched_at"] = pd.to_datetime(frame["fetched_at"], utc=True)
+        return frame
+
+    def store_identifiers(self, marketplace: str, identifiers: pd.DataFrame, fetched_at: datetime) -> None:
+        if identifiers.empty:
+            return
+        records = [
+            {
+                "marketplace": marketplace,
+                "asin": r["asin"],
+                "ean_codes": r["ean_codes"] or "",
+                "upc_codes": r["upc_codes"] or "",
+                "item_name": r["item_name"] or "",
+                "fetched_at": fetched_at,
+            }
+            for r in identifiers.to_dict("records")
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(
+                catalog_identifiers.delete().where(
+                    catalog_identifiers.c.marketplace == marketplace,
+                    catalog_identifiers.c.asin.in_([r["asin"] for r in records]),
+                )
+            )
+            conn.execute(catalog_identifiers.insert(), records)
+
+    # ---- orders cursor --------------------------------------------------------------------------------
+    def order_cursor(self, marketplace: str) -> tuple[datetime | None, datetime | None]:
+        """(cursor, orders_start); both None before the first orders report."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(order_cursors).where(order_cursors.c.marketplace == marketplace)).first()
+        return (_utc(row.cursor), _utc(row.orders_start)) if row else (None, None)
+
+    def note_orders_window(self, marketplace: str, fetched_until: datetime, orders_start: datetime) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                order_cursors.update()
+                .where(order_cursors.c.marketplace == marketplace)
+                .values(fetched_until=fetched_until, orders_start=orders_start)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    order_cursors.insert().values(
+                        marketplace=marketplace, fetched_until=fetched_until, orders_start=orders_start
+                    )
+                )
+
+    def commit_orders_cursor(self, marketplace: str) -> datetime | None:
+        """Move the cursor to the end of the last fetched window: call only after its orders are handled."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                order_cursors.update()
+                .where(order_cursors.c.marketplace == marketplace)
+                .values(cursor=order_cursors.c.fetched_until)
+            )
+        return self.order_cursor(marketplace)[0]
+
+    # ---- Optiply records ------------------------------------------------------------------------------
+    def records(self, entity: str, marketplace: str | None = None) -> pd.DataFrame:
+        query = sa.select(optiply_records).where(optiply_records.c.entity == entity)
+        if marketplace is not None:
+            query = query.where(optiply_records.c.marketplace == marketplace)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+        return pd.DataFrame(rows, columns=[c.name for c in optiply_records.columns])
+
+    def record_intent(self, entity: str, remote_id: str, marketplace: str, optiply_id: int | None = None) -> None:
+        """Write down a write before sending it, so a crash in between is found and resolved next run."""
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                sa.select(optiply_records.c.state).where(
+                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+                )
+            ).first()
+            if existing is None:
+                conn.execute(
+                    optiply_records.insert().values(
+                        entity=entity,
+                        remote_id=remote_id,
+                        marketplace=marketplace,
+                        optiply_id=optiply_id,
+                        state="intended",
+                        updated_at=_now(),
+                    )
+                )
+
+    def record_done(
+        self, entity: str, remote_id: str, marketplace: str, optiply_id: int, attributes_json: str | None
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                optiply_records.delete().where(
+                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+                )
+            )
+            conn.execute(
+                optiply_records.insert().values(
+                    entity=entity,
+                    remote_id=remote_id,
+                    marketplace=marketplace,
+                    optiply_id=optiply_id,
+                    state="done",
+                    attributes_json=attributes_json,
+                    updated_at=_now(),
+                )
+            )
+
+    # ---- tokens ---------------------------------------------------------------------------------------
+    def token_store(self, name: str) -> TokenStore:
+        return TokenStore(self, name)
+
+
+class TokenStore:
+    """What the Optiply client needs to keep its token across processes."""
+
+    def __init__(self, state: SyncState, name: str) -> None:
+        self.state, self.name = state, name
+
+    def load(self) -> dict | None:
+        with self.state.engine.connect() as conn:
+            row = conn.execute(sa.select(tokens.c.value).where(tokens.c.name == self.name)).first()
+        return json.loads(row.value) if row else None
+
+    def save(self, token: dict) -> None:
+        with self.state.engine.begin() as conn:
+            conn.execute(tokens.delete().where(tokens.c.name == self.name))
+            conn.execute(tokens.insert().values(name=self.name, value=json.dumps(token)))

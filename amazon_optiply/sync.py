@@ -1,0 +1,87 @@
+"""`python -m amazon_optiply.sync`: one headless sync of every marketplace, with a summary per marketplace.
+
+With `--embedded-sandbox` it first starts the sandbox in-process and points the platform at it.
+Exits non-zero when any marketplace fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+import dagster as dg
+
+SUMMARY_KEYS = {
+    "optiply_products": ("products_created", "products_updated", "products_unchanged"),
+    "optiply_sell_orders": ("orders_delivered", "orders_held", "orders_skipped"),
+}
+
+
+@dataclass
+class MarketplaceResult:
+    marketplace: str
+    success: bool
+    summary: dict[str, int]
+    error: str = ""
+
+    def line(self) -> str:
+        if not self.success:
+            return f"{self.marketplace}: FAILED {self.error}"
+        return f"{self.marketplace}: " + " ".join(f"{k}={v}" for k, v in self.summary.items())
+
+
+def sync_marketplace(defs: dg.Definitions, marketplace: str, instance: dg.DagsterInstance) -> MarketplaceResult:
+    job = defs.resolve_job_def("sync_marketplace")
+    result = job.execute_in_process(
+        partition_key=marketplace, instance=instance, raise_on_error=False, tags={"marketplace": marketplace}
+    )
+    summary: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        for key in SUMMARY_KEYS.get(mat.asset_key.to_user_string(), ()):
+            summary[key] = int(mat.metadata[key].value)
+    error = ""
+    if not result.success:
+        failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        error = "; ".join(
+            f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}" for e in failures
+        )
+    return MarketplaceResult(marketplace, result.success, summary, error)
+
+
+def sync_all(instance: dg.DagsterInstance | None = None) -> list[MarketplaceResult]:
+    from amazon_optiply.definitions import defs
+    from amazon_optiply.partitions import configured_marketplaces
+
+    definitions = defs()
+    instance = instance or dg.DagsterInstance.get()
+    return [sync_marketplace(definitions, m, instance) for m in configured_marketplaces()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m amazon_optiply.sync", description=__doc__)
+    parser.add_argument("--embedded-sandbox", action="store_true", help="start the sandbox in-process first")
+    parser.add_argument("--skus", type=int, default=2000, help="sandbox seller size")
+    args = parser.parse_args(argv)
+    sandbox = None
+    if args.embedded_sandbox:
+        from amazon_optiply.sandbox.seller import SellerConfig
+        from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
+
+        marketplaces = tuple(os.environ.get("AMAZON_MARKETPLACES", "DE,FR,US").split(","))
+        sandbox = Sandbox(SandboxConfig(seller=SellerConfig(marketplaces=marketplaces, skus=args.skus))).start()
+        os.environ.update(sandbox.env())
+    try:
+        results = sync_all()
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+    for r in results:
+        print(r.line(), flush=True)
+    return 0 if all(r.success for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

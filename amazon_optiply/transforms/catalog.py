@@ -1,0 +1,156 @@
+"""From Amazon's listings, FBA inventory and catalog identifiers to stock per SKU and the enriched catalog.
+
+Pure pandas: DataFrames in, DataFrames out, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+OPTIPLY_NAME_LIMIT = 255
+MAX_PRICE = 9_999_999.99
+
+FBA_COLUMNS = {
+    "seller_sku": "string",
+    "fn_sku": "string",
+    "asin": "string",
+    "condition": "string",
+    "total_quantity": "int64",
+    "fulfillable_quantity": "int64",
+}
+
+
+def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
+    """getInventorySummaries answers as one row per summary (a SKU may have several: conditions, FNSKUs)."""
+    rows = [
+        {
+            "seller_sku": s.get("sellerSku"),
+            "fn_sku": s.get("fnSku"),
+            "asin": s.get("asin"),
+            "condition": s.get("condition"),
+            "total_quantity": int(s.get("totalQuantity") or 0),
+            "fulfillable_quantity": int((s.get("inventoryDetails") or {}).get("fulfillableQuantity") or 0),
+        }
+        for s in summaries
+    ]
+    return pd.DataFrame(rows, columns=list(FBA_COLUMNS)).astype(FBA_COLUMNS)
+
+
+def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.DataFrame:
+    """searchCatalogItems items as one row per ASIN: its EANs (comma-joined, Amazon's order), UPCs and name."""
+    rows = []
+    for item in items:
+        eans: list[str] = []
+        upcs: list[str] = []
+        for group in item.get("identifiers") or []:
+            if group.get("marketplaceId") != marketplace_id:
+                continue
+            for ident in group.get("identifiers") or []:
+                if ident.get("identifierType") == "EAN":
+                    eans.append(ident["identifier"])
+                elif ident.get("identifierType") == "UPC":
+                    upcs.append(ident["identifier"])
+        names = [s.get("itemName") for s in item.get("summaries") or [] if s.get("marketplaceId") == marketplace_id]
+        rows.append(
+            {
+                "asin": item["asin"],
+                "ean_codes": ",".join(eans),
+                "upc_codes": ",".join(upcs),
+                "item_name": names[0] if names else "",
+            }
+        )
+    return pd.DataFrame(rows, columns=["asin", "ean_codes", "upc_codes", "item_name"]).astype("string")
+
+
+def parse_amount(values: pd.Series) -> pd.Series:
+    """Amazon amounts with a decimal point; anything else (12,99, N/A) becomes NaN for the caller to flag."""
+    return pd.to_numeric(values.str.strip().where(values.str.strip() != ""), errors="coerce")
+
+
+def parse_quantity(values: pd.Series) -> pd.Series:
+    """Listing quantities: blank (FBA listings) is 0; non-integers and negatives become NaN."""
+    stripped = values.str.strip()
+    numbers = pd.to_numeric(stripped.where(stripped != "", "0"), errors="coerce")
+    valid = numbers.notna() & (numbers >= 0) & (numbers == np.floor(numbers))
+    return numbers.where(valid)
+
+
+def warehouse_stock(listings: pd.DataFrame, fba_inventory: pd.DataFrame, stock_source: str = "fba") -> pd.DataFrame:
+    """Stock per SKU: FBA totalQuantity summed over the SKU's rows, or the listing quantity.
+
+    The seed's rule: with the FBA source, a SKU whose FBA stock is 0 (or that has no FBA rows, a merchant
+    listing) falls back to the listing's quantity. With the `listing` source only the listing quantity counts.
+    """
+    listing_quantity = (
+        pd.DataFrame({"sku": listings["seller-sku"], "listing_quantity": parse_quantity(listings["quantity"])})
+        .groupby("sku", as_index=False)["listing_quantity"]
+        .max()
+    )
+    fba = fba_inventory.groupby("seller_sku", as_index=False)["total_quantity"].sum()
+    fba = fba.rename(columns={"seller_sku": "sku", "total_quantity": "fba_quantity"})
+    stock = listing_quantity.merge(fba, on="sku", how="left")
+    stock["fba_quantity"] = stock["fba_quantity"].fillna(0).astype("int64")
+    if stock_source == "fba":
+        use_fba = stock["fba_quantity"] > 0
+        stock["stock_level"] = stock["fba_quantity"].where(use_fba, stock["listing_quantity"])
+        stock["stock_source"] = np.where(use_fba, "fba", "listing")
+    elif stock_source == "listing":
+        stock["stock_level"] = stock["listing_quantity"]
+        stock["stock_source"] = "listing"
+    else:
+        raise ValueError(f"stock_source must be 'fba' or 'listing', not {stock_source!r}")
+    stock["listing_quantity"] = stock["listing_quantity"].astype("Int64")
+    stock["stock_level"] = stock["stock_level"].astype("Int64")
+    stock["sku"] = stock["sku"].astype("string")
+    stock["stock_source"] = stock["stock_source"].astype("string")
+    return stock[["sku", "fba_quantity", "listing_quantity", "stock_level", "stock_source"]]
+
+
+def first_code(codes: pd.Series) -> pd.Series:
+    first = codes.fillna("").str.split(",").str[0]
+    return first.where(first != "").astype("string")
+
+
+def enriched_catalog(
+    listings: pd.DataFrame, catalog_identifiers: pd.DataFrame, stock: pd.DataFrame, marketplace: str
+) -> pd.DataFrame:
+    """One row per listing with what Optiply needs, and a `problem` for rows that cannot be delivered."""
+    out = pd.DataFrame(
+        {
+            "sku": listings["seller-sku"].str.strip().astype("string"),
+            "asin": listings["asin1"].str.strip().astype("string"),
+            "name": listings["item-name"].str.strip().astype("string"),
+            "price": parse_amount(listings["price"]).round(2),
+            "raw_price": listings["price"],
+            "listing_status": listings["status"].astype("string"),
+            "fulfillment_channel": listings["fulfillment-channel"].astype("string"),
+        }
+    )
+    ids = catalog_identifiers.drop_duplicates("asin")
+    out = out.merge(ids[["asin", "ean_codes"]], on="asin", how="left")
+    out["ean_code"] = first_code(out["ean_codes"])
+    out = out.merge(stock[["sku", "stock_level", "stock_source"]], on="sku", how="left")
+    out["name_truncated"] = out["name"].str.len() > OPTIPLY_NAME_LIMIT
+    out["name"] = out["name"].str.slice(0, OPTIPLY_NAME_LIMIT)
+    out["marketplace"] = marketplace
+    out["problem"] = _listing_problems(out)
+    out = out.drop(columns=["raw_price", "ean_codes"])
+    return out.astype({"marketplace": "string", "problem": "string"})
+
+
+def _listing_problems(rows: pd.DataFrame) -> pd.Series:
+    problem = pd.Series(pd.NA, index=rows.index, dtype="string")
+
+    def flag(mask: pd.Series, reason: str | pd.Series) -> None:
+        nonlocal problem
+        mask = mask.fillna(False) & problem.isna()
+        problem = problem.mask(mask, reason)
+
+    flag(rows["sku"].fillna("") == "", "missing seller-sku")
+    flag(rows["asin"].fillna("") == "", "missing asin1")
+    flag(rows["name"].fillna("") == "", "missing item-name")
+    flag(rows["price"].isna(), "unparsable price " + rows["raw_price"].fillna("").map(repr))
+    flag((rows["price"] < 0) | (rows["price"] > MAX_PRICE), "price out of Optiply's range")
+    flag(rows["stock_level"].isna(), "unparsable or negative quantity")
+    return problem

@@ -1,0 +1,73 @@
+"""Parsing Amazon flat-file reports: tab-separated text without quoting, every value kept as a string.
+
+Amazon never quotes fields (a name may contain a double quote), so a CSV reader with default quoting
+corrupts rows. Rows with the wrong number of fields are set aside with their line number, not dropped.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pv
+
+LISTINGS_REQUIRED = ("item-name", "seller-sku", "price", "quantity", "asin1", "fulfillment-channel", "status")
+ORDERS_REQUIRED = (
+    "amazon-order-id",
+    "purchase-date",
+    "last-updated-date",
+    "order-status",
+    "sku",
+    "asin",
+    "quantity",
+    "currency",
+    "item-price",
+    "shipping-price",
+    "gift-wrap-price",
+    "item-promotion-discount",
+    "ship-promotion-discount",
+)
+
+
+class ReportFormatError(ValueError):
+    """The report cannot be read as the report type it claims to be."""
+
+
+def parse_flat_file(text: str, report_type: str, required: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse a flat-file report into (rows, malformed rows). Extra or reordered columns are accepted."""
+    if not text.strip():
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in required}), _no_malformed()
+    malformed: list[dict] = []
+
+    def set_aside(row: pv.InvalidRow) -> str:
+        malformed.append(
+            {
+                "line": row.number,
+                "reason": f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                "text": (row.text or "")[:500],
+            }
+        )
+        return "skip"
+
+    data = text.encode("utf-8")
+    header = text.split("\n", 1)[0].rstrip("\r").split("\t")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ReportFormatError(f"{report_type}: required column(s) {missing} missing; the header has {header}")
+    table = pv.read_csv(
+        io.BytesIO(data),
+        parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=set_aside),
+        convert_options=pv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=False
+        ),
+        read_options=pv.ReadOptions(block_size=1 << 24),
+    )
+    frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype() if t == pa.string() else None)
+    return frame, pd.DataFrame(malformed, columns=["line", "reason", "text"]) if malformed else _no_malformed()
+
+
+def _no_malformed() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"line": pd.Series(dtype="int64"), "reason": pd.Series(dtype="string"), "text": pd.Series(dtype="string")}
+    )
