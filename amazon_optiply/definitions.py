@@ -52,4 +52,6 @@ def resources() -> dict[str, object]:
 def defs() -> dg.Definitions:
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     # One process per run: starting a process per step costs more than the steps themselves.
-    return dg.Definitions.merge(loaded, dg.Definitions(resources=resources(), executor=dg.in_process_executor))
+    return dg.Definitions.merge(
+        loaded, dg.Definitions(resources=resources(), executor=dg.in_process_executor)
+    )

@@ -51,7 +51,9 @@ def _product_attributes(row: dict, names: list[str]) -> dict:
     return out
 
 
-def deliver_products(client: OptiplyClient, state: SyncState, marketplace: str, plan: pd.DataFrame) -> DeliveryReport:
+def deliver_products(
+    client: OptiplyClient, state: SyncState, marketplace: str, plan: pd.DataFrame
+) -> DeliveryReport:
     """POST new products, PATCH only the changed attributes of known ones, leave the rest alone."""
     report = DeliveryReport(recovered=resolve_intended(client, state, PRODUCTS, marketplace))
     # Products settled just now have no attributes on record: compare them again on the next run.

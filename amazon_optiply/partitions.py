@@ -17,7 +17,9 @@ def configured_marketplaces() -> list[str]:
     raw = os.environ.get("AMAZON_MARKETPLACES", "")
     codes = [c.strip().upper() for c in raw.split(",") if c.strip()]
     if not codes:
-        raise SettingError("AMAZON_MARKETPLACES is not set: give the seller's marketplaces as country codes, e.g. DE,FR")
+        raise SettingError(
+            "AMAZON_MARKETPLACES is not set: give the seller's marketplaces as country codes, e.g. DE,FR"
+        )
     unknown = [c for c in codes if c not in MARKETPLACES]
     if unknown:
         raise SettingError(

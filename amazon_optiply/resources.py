@@ -56,7 +56,9 @@ def require_https_unless_loopback(setting: str, url: str) -> None:
         return
     host = urlsplit(url).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SettingError(f"{setting} must be an https URL (plain http is allowed only on loopback), got {url!r}")
+        raise SettingError(
+            f"{setting} must be an https URL (plain http is allowed only on loopback), got {url!r}"
+        )
 
 
 def _parse_amazon_time(value: str | None) -> datetime | None:
@@ -116,13 +118,15 @@ class AmazonResource(dg.ConfigurableResource):
             body["dataStartTime"] = utc_iso(start)
         if end is not None:
             body["dataEndTime"] = utc_iso(end)
-        report_id = self.caller.call("createReport", lambda: api.create_report(**body), expect="reportId").payload[
-            "reportId"
-        ]
+        report_id = self.caller.call(
+            "createReport", lambda: api.create_report(**body), expect="reportId"
+        ).payload["reportId"]
         began = time.monotonic()
         interval, polls = 0.2, 0
         while True:
-            report = self.caller.call("getReport", lambda: api.get_report(report_id), expect="processingStatus").payload
+            report = self.caller.call(
+                "getReport", lambda: api.get_report(report_id), expect="processingStatus"
+            ).payload
             polls += 1
             status = report["processingStatus"]
             if status in FINAL_REPORT_STATUSES:
@@ -142,18 +146,30 @@ class AmazonResource(dg.ConfigurableResource):
         data_start = _parse_amazon_time(report.get("dataStartTime"))
         data_end = _parse_amazon_time(report.get("dataEndTime"))
         if status == "CANCELLED":
-            return FetchedReport(report_id, report_type, status, data_start, data_end, None, None, waited, polls)
+            return FetchedReport(
+                report_id, report_type, status, data_start, data_end, None, None, waited, polls
+            )
         document = self._download(api, report["reportDocumentId"])
         if status == "FATAL":
             raise ReportFailed(
                 f"{report_type} report {report_id} for {country} ended FATAL: {document.text.strip()[:500]}"
             )
         return FetchedReport(
-            report_id, report_type, status, data_start, data_end, document.text, document.charset, waited, polls
+            report_id,
+            report_type,
+            status,
+            data_start,
+            data_end,
+            document.text,
+            document.charset,
+            waited,
+            polls,
         )
 
     def _download(self, api, document_id: str):
-        answer = self.caller.call("getReportDocument", lambda: api.get_report_document(document_id), expect="url")
+        answer = self.caller.call(
+            "getReportDocument", lambda: api.get_report_document(document_id), expect="url"
+        )
         return download_report_document(answer.payload["url"], answer.payload.get("compressionAlgorithm"))
 
     def inventory_summaries(self, country: str) -> list[dict]:
@@ -249,7 +265,9 @@ class IntegrationSettings(dg.ConfigurableResource):
     """What an integration consultant sets per customer (see the README's settings table)."""
 
     marketplaces: str  # AMAZON_MARKETPLACES, e.g. "DE,FR"
-    main_marketplace: str = ""  # products there keep the plain SKU as remoteId; default: the first marketplace
+    main_marketplace: str = (
+        ""  # products there keep the plain SKU as remoteId; default: the first marketplace
+    )
     stock_source: str = "fba"  # fba (FBA totalQuantity, falling back to the listing quantity) or listing
     orders_start: str = ""  # ISO date: orders placed earlier are never sent; default: first run - lookback
     orders_lookback_days: int = 7

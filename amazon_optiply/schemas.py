@@ -45,7 +45,7 @@ class OrdersReport(_Model):
     quantity: Series[str]
 
     @pa.dataframe_check(error="duplicate (amazon-order-id, sku) line after deduplication")
-    def one_row_per_line(cls, df):  # noqa: N805 - pandera passes the class
+    def one_row_per_line(cls, df):
         return ~df.duplicated(["amazon-order-id", "sku"])
 
 
@@ -69,27 +69,36 @@ class EnrichedCatalog(_Model):
 
 
 class OptiplyProductPayloads(_Model):
-    remoteId: Series[str] = pa.Field(unique=True, str_length={"min_value": 1, "max_value": 255})  # noqa: N815
+    remoteId: Series[str] = pa.Field(unique=True, str_length={"min_value": 1, "max_value": 255})
     name: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 255})
-    skuCode: Series[str] = pa.Field(str_length={"min_value": 1})  # noqa: N815
-    eanCode: Series[str] = pa.Field(nullable=True, str_matches=r"^\d{13}$")  # noqa: N815
+    skuCode: Series[str] = pa.Field(str_length={"min_value": 1})
+    eanCode: Series[str] = pa.Field(nullable=True, str_matches=r"^\d{13}$")
     price: Series[float] = pa.Field(ge=0, le=9_999_999.99)
-    stockLevel: Series[int] = pa.Field(ge=0)  # noqa: N815
+    stockLevel: Series[int] = pa.Field(ge=0)
 
 
 class OptiplySellOrderPayloads(_Model):
-    remoteId: Series[str] = pa.Field(str_length={"min_value": 1})  # noqa: N815
+    remoteId: Series[str] = pa.Field(str_length={"min_value": 1})
     placed: Series[str] = pa.Field(str_matches=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-    totalValue: Series[float] = pa.Field(nullable=True)  # noqa: N815
-    productId: Series[pa.Int64] = pa.Field(nullable=True)  # noqa: N815
+    totalValue: Series[float] = pa.Field(nullable=True)
+    productId: Series[pa.Int64] = pa.Field(nullable=True)
     quantity: Series[pa.Int64] = pa.Field(nullable=True)
-    subtotalValue: Series[float] = pa.Field(nullable=True)  # noqa: N815
+    subtotalValue: Series[float] = pa.Field(nullable=True)
     disposition: Series[str] = pa.Field(
-        isin=["deliver", "already_delivered", "before_start", "cancelled", "pending", "invalid", "unknown_status", "unmatched"]
+        isin=[
+            "deliver",
+            "already_delivered",
+            "before_start",
+            "cancelled",
+            "pending",
+            "invalid",
+            "unknown_status",
+            "unmatched",
+        ]
     )
 
     @pa.dataframe_check(error="a line to deliver lacks productId, a positive quantity or a subtotal")
-    def deliverable_lines_complete(cls, df):  # noqa: N805
+    def deliverable_lines_complete(cls, df):
         deliver = df["disposition"] == "deliver"
         complete = df["productId"].notna() & (df["quantity"].fillna(0) > 0) & df["subtotalValue"].notna()
         return ~deliver | complete

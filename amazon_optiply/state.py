@@ -111,7 +111,9 @@ class SyncState:
     def order_cursor(self, marketplace: str) -> tuple[datetime | None, datetime | None]:
         """(cursor, orders_start); both None before the first orders report."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(order_cursors).where(order_cursors.c.marketplace == marketplace)).first()
+            row = conn.execute(
+                sa.select(order_cursors).where(order_cursors.c.marketplace == marketplace)
+            ).first()
         return (_utc(row.cursor), _utc(row.orders_start)) if row else (None, None)
 
     def note_orders_window(self, marketplace: str, fetched_until: datetime, orders_start: datetime) -> None:
@@ -147,7 +149,9 @@ class SyncState:
             rows = list(conn.execute(query).mappings())
         return pd.DataFrame(rows, columns=[c.name for c in optiply_records.columns])
 
-    def record_intent(self, entity: str, remote_id: str, marketplace: str, optiply_id: int | None = None) -> None:
+    def record_intent(
+        self, entity: str, remote_id: str, marketplace: str, optiply_id: int | None = None
+    ) -> None:
         """Write down a write before sending it, so a crash in between is found and resolved next run."""
         with self.engine.begin() as conn:
             existing = conn.execute(

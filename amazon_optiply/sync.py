@@ -32,7 +32,9 @@ class MarketplaceResult:
         return f"{self.marketplace}: " + " ".join(f"{k}={v}" for k, v in self.summary.items())
 
 
-def sync_marketplace(defs: dg.Definitions, marketplace: str, instance: dg.DagsterInstance) -> MarketplaceResult:
+def sync_marketplace(
+    defs: dg.Definitions, marketplace: str, instance: dg.DagsterInstance
+) -> MarketplaceResult:
     job = defs.resolve_job_def("sync_marketplace")
     result = job.execute_in_process(
         partition_key=marketplace, instance=instance, raise_on_error=False, tags={"marketplace": marketplace}
@@ -71,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
 
         marketplaces = tuple(os.environ.get("AMAZON_MARKETPLACES", "DE,FR,US").split(","))
-        sandbox = Sandbox(SandboxConfig(seller=SellerConfig(marketplaces=marketplaces, skus=args.skus))).start()
+        sandbox = Sandbox(
+            SandboxConfig(seller=SellerConfig(marketplaces=marketplaces, skus=args.skus))
+        ).start()
         os.environ.update(sandbox.env())
     try:
         results = sync_all()

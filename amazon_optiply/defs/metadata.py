@@ -43,7 +43,10 @@ def schema_check(
             },
         )
     return dg.AssetCheckResult(
-        passed=True, check_name="schema", asset_key=asset_key, metadata={"model": model.__name__, "rows": len(frame)}
+        passed=True,
+        check_name="schema",
+        asset_key=asset_key,
+        metadata={"model": model.__name__, "rows": len(frame)},
     )
 
 

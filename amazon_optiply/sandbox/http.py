@@ -107,7 +107,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     def start_in_thread(self) -> threading.Thread:
         thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{self.base_url}", daemon=True
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.base_url}",
+            daemon=True,
         )
         thread.start()
         return thread

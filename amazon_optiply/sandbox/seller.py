@@ -188,7 +188,8 @@ class SellerWorld:
         asin = _asin(rng)
         for i in range(n):
             # About one SKU in twenty shares the ASIN of the SKU before it (an FBA and an MFN offer of one item).
-            if i == 0 or rng.random() >= 0.05:
+            shares_asin = i > 0 and rng.random() < 0.05
+            if not shares_asin:
                 asin = _asin(rng)
             name = f"{rng.choice(_WORDS['brand'])} {rng.choice(_WORDS['adj'])} {rng.choice(_WORDS['noun'])}"
             if rng.random() < 0.3:
@@ -205,6 +206,8 @@ class SellerWorld:
                 eans = [_ean13(400_000_000_000 + i * 7 + 3), _ean13(500_000_000_000 + i * 7 + 1)]
             elif kind < 0.85:
                 upc = _ean13(40_000_000_000 + i)[1:]  # a 12-digit UPC-A
+            if shares_asin:  # identifiers belong to the catalog item, so both offers carry the same ones
+                eans, upc = rows[-1]["eans"], rows[-1]["upc"]
             rows.append(
                 {
                     "sku": f"{rng.choice(['KW', 'kw', 'HX'])}-{i:06d}"

@@ -51,7 +51,9 @@ def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.Data
                     eans.append(ident["identifier"])
                 elif ident.get("identifierType") == "UPC":
                     upcs.append(ident["identifier"])
-        names = [s.get("itemName") for s in item.get("summaries") or [] if s.get("marketplaceId") == marketplace_id]
+        names = [
+            s.get("itemName") for s in item.get("summaries") or [] if s.get("marketplaceId") == marketplace_id
+        ]
         rows.append(
             {
                 "asin": item["asin"],
@@ -76,14 +78,18 @@ def parse_quantity(values: pd.Series) -> pd.Series:
     return numbers.where(valid)
 
 
-def warehouse_stock(listings: pd.DataFrame, fba_inventory: pd.DataFrame, stock_source: str = "fba") -> pd.DataFrame:
+def warehouse_stock(
+    listings: pd.DataFrame, fba_inventory: pd.DataFrame, stock_source: str = "fba"
+) -> pd.DataFrame:
     """Stock per SKU: FBA totalQuantity summed over the SKU's rows, or the listing quantity.
 
     The seed's rule: with the FBA source, a SKU whose FBA stock is 0 (or that has no FBA rows, a merchant
     listing) falls back to the listing's quantity. With the `listing` source only the listing quantity counts.
     """
     listing_quantity = (
-        pd.DataFrame({"sku": listings["seller-sku"], "listing_quantity": parse_quantity(listings["quantity"])})
+        pd.DataFrame(
+            {"sku": listings["seller-sku"], "listing_quantity": parse_quantity(listings["quantity"])}
+        )
         .groupby("sku", as_index=False)["listing_quantity"]
         .max()
     )

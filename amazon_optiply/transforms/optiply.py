@@ -167,8 +167,12 @@ def sell_order_lines(
 
     status = lines["order_status"]
     line_problem = pd.Series(pd.NA, index=lines.index, dtype="string")
-    line_problem = line_problem.mask(lines["quantity"].isna() | (lines["quantity"] < 0), "unparsable quantity")
-    line_problem = line_problem.mask(lines["subtotalValue"].isna() & status.isin(DELIVERABLE_STATUSES), "no item-price")
+    line_problem = line_problem.mask(
+        lines["quantity"].isna() | (lines["quantity"] < 0), "unparsable quantity"
+    )
+    line_problem = line_problem.mask(
+        lines["subtotalValue"].isna() & status.isin(DELIVERABLE_STATUSES), "no item-price"
+    )
     order_problem = line_problem.groupby(lines["remoteId"]).transform("first")
     unmatched = lines["productId"].isna().groupby(lines["remoteId"]).transform("any")
 
@@ -182,12 +186,21 @@ def sell_order_lines(
             ~status.isin(DELIVERABLE_STATUSES),
             unmatched,
         ],
-        ["already_delivered", "before_start", "cancelled", "pending", "invalid", "unknown_status", "unmatched"],
+        [
+            "already_delivered",
+            "before_start",
+            "cancelled",
+            "pending",
+            "invalid",
+            "unknown_status",
+            "unmatched",
+        ],
         default="deliver",
     )
     lines["disposition"] = disposition
     lines["problem"] = order_problem.mask(
-        (lines["disposition"] == "unmatched") & lines["productId"].isna(), "no Optiply product for SKU " + lines["sku"]
+        (lines["disposition"] == "unmatched") & lines["productId"].isna(),
+        "no Optiply product for SKU " + lines["sku"],
     )
     return _typed_lines(lines[columns])
 
@@ -219,7 +232,11 @@ def sell_order_payload(order_lines: pd.DataFrame) -> dict:
         "placed": str(first["placed"]),
         "totalValue": round(float(first["totalValue"]), 2),
         "orderLines": [
-            {"productId": int(r.productId), "quantity": int(r.quantity), "subtotalValue": round(float(r.subtotalValue), 2)}
+            {
+                "productId": int(r.productId),
+                "quantity": int(r.quantity),
+                "subtotalValue": round(float(r.subtotalValue), 2),
+            }
             for r in order_lines.itertuples(index=False)
         ],
     }

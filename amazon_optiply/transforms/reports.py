@@ -34,7 +34,9 @@ class ReportFormatError(ValueError):
     """The report cannot be read as the report type it claims to be."""
 
 
-def parse_flat_file(text: str, report_type: str, required: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def parse_flat_file(
+    text: str, report_type: str, required: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Parse a flat-file report into (rows, malformed rows). Extra or reordered columns are accepted."""
     if not text.strip():
         return pd.DataFrame({c: pd.Series(dtype="string") for c in required}), _no_malformed()
@@ -54,7 +56,9 @@ def parse_flat_file(text: str, report_type: str, required: tuple[str, ...]) -> t
     header = text.split("\n", 1)[0].rstrip("\r").split("\t")
     missing = [c for c in required if c not in header]
     if missing:
-        raise ReportFormatError(f"{report_type}: required column(s) {missing} missing; the header has {header}")
+        raise ReportFormatError(
+            f"{report_type}: required column(s) {missing} missing; the header has {header}"
+        )
     table = pv.read_csv(
         io.BytesIO(data),
         parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=set_aside),
@@ -64,10 +68,16 @@ def parse_flat_file(text: str, report_type: str, required: tuple[str, ...]) -> t
         read_options=pv.ReadOptions(block_size=1 << 24),
     )
     frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype() if t == pa.string() else None)
-    return frame, pd.DataFrame(malformed, columns=["line", "reason", "text"]) if malformed else _no_malformed()
+    return frame, pd.DataFrame(
+        malformed, columns=["line", "reason", "text"]
+    ) if malformed else _no_malformed()
 
 
 def _no_malformed() -> pd.DataFrame:
     return pd.DataFrame(
-        {"line": pd.Series(dtype="int64"), "reason": pd.Series(dtype="string"), "text": pd.Series(dtype="string")}
+        {
+            "line": pd.Series(dtype="int64"),
+            "reason": pd.Series(dtype="string"),
+            "text": pd.Series(dtype="string"),
+        }
     )

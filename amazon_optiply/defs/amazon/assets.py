@@ -1,6 +1,5 @@
 """Raw Amazon data per marketplace: the listings report, FBA inventory, catalog identifiers, the orders report."""
 
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -75,7 +74,9 @@ def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource):
             "it as an empty catalogue. Products in Optiply keep their last values."
         )
     frame, malformed = parse_flat_file(report.text or "", LISTINGS_REPORT, LISTINGS_REQUIRED)
-    yield dg.Output(frame, metadata=frame_metadata(frame, **_report_metadata(report, malformed), **_call_metadata(amazon)))
+    yield dg.Output(
+        frame, metadata=frame_metadata(frame, **_report_metadata(report, malformed), **_call_metadata(amazon))
+    )
     yield schema_check(frame, schemas.ListingsReport)
 
 
@@ -143,7 +144,10 @@ def catalog_identifiers(
     yield dg.Output(
         frame,
         metadata=frame_metadata(
-            frame, asins_fetched=len(to_fetch), asins_from_cache=len(wanted) - len(to_fetch), **_call_metadata(amazon)
+            frame,
+            asins_fetched=len(to_fetch),
+            asins_from_cache=len(wanted) - len(to_fetch),
+            **_call_metadata(amazon),
         ),
     )
     yield schema_check(frame, schemas.CatalogIdentifiers)

@@ -1,6 +1,5 @@
 """Optiply layer per marketplace: the product and sell-order payloads, and their delivery to Optiply."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -75,7 +74,9 @@ def optiply_products(
     deps=["optiply_products"],
     check_specs=[
         schema_check_spec("optiply_sell_order_payloads", blocking=True),
-        dg.AssetCheckSpec("orders_held", asset="optiply_sell_order_payloads", description="Orders not sent, and why"),
+        dg.AssetCheckSpec(
+            "orders_held", asset="optiply_sell_order_payloads", description="Orders not sent, and why"
+        ),
     ],
 )
 def optiply_sell_order_payloads(
@@ -103,7 +104,8 @@ def optiply_sell_order_payloads(
     orders = lines.drop_duplicates("remoteId")
     held = lines[lines["disposition"].isin(["unmatched", "invalid", "unknown_status"])]
     yield dg.Output(
-        lines, metadata=frame_metadata(lines, orders_by_disposition=orders["disposition"].value_counts().to_dict())
+        lines,
+        metadata=frame_metadata(lines, orders_by_disposition=orders["disposition"].value_counts().to_dict()),
     )
     yield dg.AssetCheckResult(
         check_name="orders_held",
@@ -112,7 +114,10 @@ def optiply_sell_order_payloads(
         metadata={
             "orders_held": int(held["remoteId"].nunique()),
             "held": dg.MetadataValue.md(
-                held[["remoteId", "sku", "disposition", "problem"]].head(50).astype(str).to_markdown(index=False)
+                held[["remoteId", "sku", "disposition", "problem"]]
+                .head(50)
+                .astype(str)
+                .to_markdown(index=False)
                 if len(held)
                 else "_none_"
             ),

@@ -1,6 +1,5 @@
 """The 30-minute sync: one run per marketplace, each materializing the whole graph for its partition."""
 
-
 import dagster as dg
 
 from amazon_optiply.partitions import marketplace_partitions

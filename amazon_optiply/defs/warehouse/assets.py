@@ -1,6 +1,5 @@
 """Warehouse layer per marketplace: stock per SKU and the enriched catalog Optiply products are built from."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -20,7 +19,9 @@ GROUP = "warehouse"
     owners=["team:integrations"],
     check_specs=[schema_check_spec("warehouse_stock", blocking=True)],
 )
-def warehouse_stock(listings_report: pd.DataFrame, fba_inventory: pd.DataFrame, settings: IntegrationSettings):
+def warehouse_stock(
+    listings_report: pd.DataFrame, fba_inventory: pd.DataFrame, settings: IntegrationSettings
+):
     """Stock per SKU: FBA rows summed, or the listing quantity (the seed's fallback when FBA stock is 0)."""
     frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source)
     by_source = frame["stock_source"].value_counts().to_dict()
@@ -35,7 +36,9 @@ def warehouse_stock(listings_report: pd.DataFrame, fba_inventory: pd.DataFrame, 
     owners=["team:integrations"],
     check_specs=[
         schema_check_spec("enriched_catalog", blocking=True),
-        dg.AssetCheckSpec("listings_deliverable", asset="enriched_catalog", description="Rows set aside, with why"),
+        dg.AssetCheckSpec(
+            "listings_deliverable", asset="enriched_catalog", description="Rows set aside, with why"
+        ),
     ],
 )
 def enriched_catalog(
@@ -45,7 +48,9 @@ def enriched_catalog(
     warehouse_stock: pd.DataFrame,
 ):
     """One row per listing: name, SKU, EAN, price, stock, ASIN and marketplace, with a `problem` where unusable."""
-    frame = catalog.enriched_catalog(listings_report, catalog_identifiers, warehouse_stock, context.partition_key)
+    frame = catalog.enriched_catalog(
+        listings_report, catalog_identifiers, warehouse_stock, context.partition_key
+    )
     problems = frame[frame["problem"].notna()]
     yield dg.Output(
         frame,

@@ -1,0 +1,33 @@
+# Set-up is part of every target: a fresh clone needs nothing but python3 (3.11+) and make.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+
+.PHONY: run test sync lint format sandbox
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+run: $(STAMP)  ## the sync on the embedded sandbox, with the Dagster UI on http://127.0.0.1:3000
+	scripts/run.sh
+
+test: $(STAMP)  ## lint, format check and the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+sync: $(STAMP)  ## one headless sync of every marketplace against the embedded sandbox
+	AMAZON_MARKETPLACES=$${AMAZON_MARKETPLACES:-DE,FR,US} DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home_sync} \
+	  sh -c 'mkdir -p "$$DAGSTER_HOME" && cp dagster.yaml "$$DAGSTER_HOME/" && $(PY) -m amazon_optiply.sync --embedded-sandbox'
+
+sandbox: $(STAMP)  ## only the sandbox servers, in the foreground
+	$(PY) -m amazon_optiply.sandbox --sp-api-port 8701 --optiply-port 8702
+
+lint: $(STAMP)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format . && $(PY) -m ruff check --fix .

@@ -1,0 +1,67 @@
+"""A sandbox seller with DE and US, a frozen clock, and the platform's environment pointed at it."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.sandbox.amazon import AmazonSettings
+from amazon_optiply.sandbox.seller import SellerConfig
+from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
+
+MARKETPLACE_CODES = ("DE", "US")
+MAIN = "DE"
+
+
+@dataclass
+class SyncHarness:
+    sandbox: Sandbox
+    instance: dg.DagsterInstance
+    orders_start: pd.Timestamp
+
+    def sync(self):
+        from amazon_optiply.sync import sync_all
+
+        results = sync_all(self.instance)
+        failed = [r.line() for r in results if not r.success]
+        assert not failed, failed
+        return {r.marketplace: r.summary for r in results}
+
+    def expected_products(self) -> pd.DataFrame:
+        frames = []
+        for code in MARKETPLACE_CODES:
+            suffix = None if code == MAIN else MARKETPLACES[code].marketplace_id
+            frames.append(self.sandbox.world.expected_products(code, suffix))
+        return pd.concat(frames, ignore_index=True)
+
+    def expected_orders(self):
+        now = self.sandbox.clock.now()
+        return {
+            code: self.sandbox.world.expected_sell_orders(code, self.orders_start.to_pydatetime(), now)
+            for code in MARKETPLACE_CODES
+        }
+
+
+@pytest.fixture
+def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = SandboxConfig(
+        seller=SellerConfig(marketplaces=MARKETPLACE_CODES, skus=150, orders_per_day=60, seed=11),
+        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.2, rate_scale=50),
+        frozen_clock=True,
+    )
+    sandbox = Sandbox(config).start()
+    orders_start = pd.Timestamp(config.seller.origin - timedelta(days=2))
+    for name, value in sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ORDERS_START", orders_start.isoformat())
+    monkeypatch.setenv("OPTIPLY_MIN_WRITE_INTERVAL_SECONDS", "0")
+    monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path / 'state.sqlite'}")
+    monkeypatch.setenv("ASSET_STORAGE_PATH", str(tmp_path / "assets"))
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        yield SyncHarness(sandbox, instance, orders_start)
+    sandbox.stop()

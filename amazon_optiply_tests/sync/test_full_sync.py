@@ -1,0 +1,112 @@
+"""End to end: the real client over HTTP against the sandbox; Optiply's final state against the ground truth."""
+
+from datetime import timedelta
+
+import pandas as pd
+
+PRODUCT_FIELDS = ["remoteId", "name", "skuCode", "eanCode", "price", "stockLevel"]
+
+
+def optiply_products(harness) -> pd.DataFrame:
+    records = harness.sandbox.optiply.snapshot()["products"]
+    frame = pd.DataFrame([{"id": i, **r} for i, r in records.items()])
+    return frame
+
+
+def assert_products_match_ground_truth(harness) -> pd.DataFrame:
+    held = optiply_products(harness)
+    assert held["remoteId"].is_unique, "a product was created twice"
+    expected = harness.expected_products()
+    assert len(expected) > 200  # both marketplaces, active listings only
+    merged = expected.merge(
+        held, on="remoteId", how="outer", suffixes=("_expected", "_optiply"), indicator=True
+    )
+    assert (merged["_merge"] == "both").all(), merged.loc[merged["_merge"] != "both", ["remoteId", "_merge"]]
+    for field in ["name", "skuCode", "stockLevel"]:
+        diff = merged[merged[f"{field}_expected"] != merged[f"{field}_optiply"]]
+        assert diff.empty, (field, diff[["remoteId", f"{field}_expected", f"{field}_optiply"]].head())
+    ean_expected = [None if pd.isna(v) else v for v in merged["eanCode_expected"]]
+    ean_held = [None if pd.isna(v) else v for v in merged["eanCode_optiply"]]
+    assert ean_expected == ean_held
+    assert any(ean_held) and not all(ean_held)  # the seller has products with and without an EAN
+    assert ((merged["price_expected"] - merged["price_optiply"].astype(float)).abs() < 0.005).all()
+    return held
+
+
+def assert_orders_match_ground_truth(harness, products: pd.DataFrame) -> None:
+    sku_by_product_id = dict(zip(products["id"], products["skuCode"], strict=True))
+    held = harness.sandbox.optiply.snapshot()["sellOrders"]
+    by_remote_id: dict[str, dict] = {}
+    for record in held.values():
+        assert record["remoteId"] not in by_remote_id, f"sell order {record['remoteId']} posted twice"
+        by_remote_id[record["remoteId"]] = record
+    expected_total = 0
+    for _code, orders in harness.expected_orders().items():
+        expected_total += len(orders)
+        for order in orders:
+            record = by_remote_id.get(order.order_id)
+            assert record is not None, f"order {order.order_id} missing in Optiply"
+            assert record["placed"] == order.purchase_date.strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert abs(float(record["totalValue"]) - order.total_value) < 0.005
+            lines = sorted(
+                (sku_by_product_id[ln["productId"]], ln["quantity"], round(float(ln["subtotalValue"]), 2))
+                for ln in record["orderLines"]
+            )
+            assert lines == sorted((ln["sku"], ln["quantity"], ln["item_price"]) for ln in order.lines)
+    assert len(by_remote_id) == expected_total, "Optiply holds sell orders that should not be there"
+    assert expected_total > 100
+
+
+SECRET_SETTINGS = ("SP_API_REFRESH_TOKEN", "LWA_CLIENT_SECRET", "OPTIPLY_PASSWORD", "OPTIPLY_CLIENT_SECRET")
+
+
+def assert_no_secret_in_runs(harness) -> None:
+    secrets = [harness.sandbox.env()[name] for name in SECRET_SETTINGS]
+    runs = harness.instance.get_runs()
+    assert runs
+    for run in runs:
+        texts = [str(run.run_config), *(str(record) for record in harness.instance.all_logs(run.run_id))]
+        for text in texts:
+            for secret in secrets:
+                assert secret not in text, f"a secret leaked into run {run.run_id}"
+
+
+def test_first_sync_delivers_every_active_listing_and_eligible_order(harness):
+    summaries = harness.sync()
+    assert_no_secret_in_runs(harness)
+    products = assert_products_match_ground_truth(harness)
+    assert_orders_match_ground_truth(harness, products)
+    assert summaries["DE"]["products_created"] == len(harness.sandbox.world.expected_products("DE"))
+    assert summaries["DE"]["products_updated"] == 0
+
+
+def test_next_cycles_write_only_what_changed(harness):
+    harness.sync()
+    before = harness.expected_products().set_index("remoteId")
+    orders_before = {o.order_id for orders in harness.expected_orders().values() for o in orders}
+    harness.sandbox.optiply.reset_request_log()
+
+    harness.sandbox.advance(timedelta(minutes=30))
+    harness.sync()
+    after = harness.expected_products().set_index("remoteId")
+    changed = {rid for rid in after.index if not before.loc[rid].fillna("").equals(after.loc[rid].fillna(""))}
+    new_orders = {o.order_id for orders in harness.expected_orders().values() for o in orders} - orders_before
+    writes = harness.sandbox.optiply.writes()
+    patched = {w["attributes"].get("remoteId") or w["path"] for w in writes if w["method"] == "PATCH"}
+    posted_orders = [
+        w["attributes"]["remoteId"] for w in writes if w["method"] == "POST" and "sellOrders" in w["path"]
+    ]
+    posted_products = [w for w in writes if w["method"] == "POST" and "/products" in w["path"]]
+
+    assert changed, "the sandbox changed nothing in 30 minutes; the test would prove nothing"
+    assert new_orders, "no new orders in 30 minutes; the test would prove nothing"
+    assert len(patched) == len(changed)
+    assert sorted(posted_orders) == sorted(new_orders)
+    assert posted_products == []
+    products = assert_products_match_ground_truth(harness)
+    assert_orders_match_ground_truth(harness, products)
+
+    harness.sandbox.optiply.reset_request_log()
+    summaries = harness.sync()  # same moment: nothing changed
+    assert harness.sandbox.optiply.writes() == []
+    assert all(s["products_updated"] == 0 and s["orders_delivered"] == 0 for s in summaries.values())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make run`: the embedded sandbox plus the Dagster UI and daemon on 127.0.0.1:3000, schedule and first sync on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+export AMAZON_MARKETPLACES="${AMAZON_MARKETPLACES:-DE,FR,US}"
+
+sandbox_env="$DAGSTER_HOME/sandbox.env"
+rm -f "$sandbox_env"
+.venv/bin/python -m amazon_optiply.sandbox --sp-api-port "${SP_API_PORT:-8701}" --optiply-port "${OPTIPLY_PORT:-8702}" \
+  --marketplaces "$AMAZON_MARKETPLACES" --skus "${SANDBOX_SKUS:-2000}" --rate-scale "${SANDBOX_RATE_SCALE:-5}" \
+  >"$sandbox_env" &
+sandbox_pid=$!
+trap 'kill $sandbox_pid 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 100); do
+  grep -q '^AMAZON_MARKETPLACES=' "$sandbox_env" 2>/dev/null && break
+  kill -0 $sandbox_pid 2>/dev/null || { echo "the sandbox did not start" >&2; exit 1; }
+  sleep 0.2
+done
+# Credentials the sandbox took from the environment are not echoed; they are already exported.
+while IFS='=' read -r name value; do
+  [ "$value" = "(from environment)" ] || export "$name=$value"
+done <"$sandbox_env"
+echo "sandbox: Amazon $SP_API_ENDPOINT  Optiply $OPTIPLY_API_URL"
+echo "Dagster UI: http://127.0.0.1:3000 (first sync of $AMAZON_MARKETPLACES starts on its own)"
+.venv/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
