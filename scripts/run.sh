@@ -6,6 +6,8 @@ export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 export AMAZON_MARKETPLACES="${AMAZON_MARKETPLACES:-DE,FR,US}"
+# The sandbox is local: no need to space writes as real Optiply wants (0.2 s).
+export OPTIPLY_MIN_WRITE_INTERVAL_SECONDS="${OPTIPLY_MIN_WRITE_INTERVAL_SECONDS:-0.01}"
 
 sandbox_env="$DAGSTER_HOME/sandbox.env"
 rm -f "$sandbox_env"
