@@ -26,6 +26,7 @@ SELL_ORDERS = "sellOrders"
 class DeliveryReport:
     counts: dict[str, int] = field(default_factory=dict)
     recovered: int = 0  # writes found already applied in Optiply after a lost answer or crash
+    written: list[dict] = field(default_factory=list)  # remoteId, optiply_id, action of each write this run
 
     def add(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + n
@@ -72,6 +73,7 @@ def deliver_products(
             client.update(PRODUCTS, optiply_id, _product_attributes(row, row["changed"].split(",")))
             report.add("updated")
         state.record_done(PRODUCTS, remote_id, marketplace, optiply_id, row["attributes"])
+        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": row["action"]})
     return report
 
 
@@ -98,4 +100,5 @@ def deliver_sell_orders(
         optiply_id = client.create(SELL_ORDERS, sell_order_payload(order_lines))
         state.record_done(SELL_ORDERS, remote_id, marketplace, optiply_id, None)
         report.add("delivered")
+        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": "created"})
     return report

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             SandboxConfig(seller=SellerConfig(marketplaces=marketplaces, skus=args.skus))
         ).start()
         os.environ.update(sandbox.env())
+        # The sandbox is local: no need to space writes as real Optiply wants.
+        os.environ.setdefault("OPTIPLY_MIN_WRITE_INTERVAL_SECONDS", "0.01")
     try:
         results = sync_all()
     finally:

@@ -71,9 +71,22 @@ def assert_no_secret_in_runs(harness) -> None:
                 assert secret not in text, f"a secret leaked into run {run.run_id}"
 
 
+def assert_every_asset_shows_rows_and_preview(harness) -> None:
+    materialized = set()
+    for run in harness.instance.get_runs():
+        for record in harness.instance.all_logs(run.run_id):
+            if record.dagster_event and record.dagster_event.event_type_value == "ASSET_MATERIALIZATION":
+                mat = record.dagster_event.event_specific_data.materialization
+                assert "dagster/row_count" in mat.metadata, mat.asset_key
+                assert "preview" in mat.metadata, mat.asset_key
+                materialized.add(mat.asset_key.to_user_string())
+    assert len(materialized) == 10
+
+
 def test_first_sync_delivers_every_active_listing_and_eligible_order(harness):
     summaries = harness.sync()
     assert_no_secret_in_runs(harness)
+    assert_every_asset_shows_rows_and_preview(harness)
     products = assert_products_match_ground_truth(harness)
     assert_orders_match_ground_truth(harness, products)
     assert summaries["DE"]["products_created"] == len(harness.sandbox.world.expected_products("DE"))

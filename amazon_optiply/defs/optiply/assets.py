@@ -14,6 +14,11 @@ from amazon_optiply.transforms import optiply as payloads
 GROUP = "optiply"
 
 
+def _writes_frame(report) -> pd.DataFrame:
+    """What this run wrote to Optiply: the row count and preview of a delivery asset."""
+    return pd.DataFrame(report.written, columns=["remoteId", "optiply_id", "action"])
+
+
 @dg.asset(
     partitions_def=marketplace_partitions,
     group_name=GROUP,
@@ -57,6 +62,7 @@ def optiply_products(
         report = deliver_products(client, state, country, optiply_product_payloads)
     return dg.MaterializeResult(
         metadata={
+            **frame_metadata(_writes_frame(report)),
             "products_created": report.counts.get("created", 0),
             "products_updated": report.counts.get("updated", 0),
             "products_unchanged": report.counts.get("unchanged", 0),
@@ -146,6 +152,7 @@ def optiply_sell_orders(
     cursor = state.commit_orders_cursor(country)
     return dg.MaterializeResult(
         metadata={
+            **frame_metadata(_writes_frame(report)),
             "orders_delivered": report.counts.get("delivered", 0),
             "orders_held": sum(report.counts.get(k, 0) for k in ("unmatched", "invalid", "unknown_status")),
             "orders_skipped": sum(
