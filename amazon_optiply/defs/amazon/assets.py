@@ -1,5 +1,6 @@
 """Raw Amazon data per marketplace: the listings report, FBA inventory, catalog identifiers, the orders report."""
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -20,6 +21,15 @@ GROUP = "amazon_raw"
 KINDS = {"amazon", "pandas"}
 # Every SP-API call of a run goes through this pool, so parallel marketplace runs share Amazon's rate.
 SP_API_POOL = "amazon_sp_api"
+
+raw_amazon_asset = functools.partial(
+    dg.asset,
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds=KINDS,
+    owners=["team:integrations"],
+    pool=SP_API_POOL,
+)
 
 
 def _report_metadata(report: FetchedReport, malformed: pd.DataFrame) -> dict:
@@ -52,14 +62,7 @@ def _check_participation(country: str, amazon: AmazonResource) -> None:
         )
 
 
-@dg.asset(
-    partitions_def=marketplace_partitions,
-    group_name=GROUP,
-    kinds=KINDS,
-    owners=["team:integrations"],
-    pool=SP_API_POOL,
-    check_specs=[schema_check_spec("listings_report")],
-)
+@raw_amazon_asset(check_specs=[schema_check_spec("listings_report")])
 def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource):
     """The seller's listings in this marketplace (GET_MERCHANT_LISTINGS_ALL_DATA), as Amazon wrote them.
 
@@ -80,14 +83,7 @@ def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource):
     yield schema_check(frame, schemas.ListingsReport)
 
 
-@dg.asset(
-    partitions_def=marketplace_partitions,
-    group_name=GROUP,
-    kinds=KINDS,
-    owners=["team:integrations"],
-    pool=SP_API_POOL,
-    check_specs=[schema_check_spec("fba_inventory")],
-)
+@raw_amazon_asset(check_specs=[schema_check_spec("fba_inventory")])
 def fba_inventory(context: dg.AssetExecutionContext, amazon: AmazonResource):
     """FBA stock per SKU row (getInventorySummaries, Marketplace granularity, with details)."""
     summaries = amazon.inventory_summaries(context.partition_key)
@@ -96,14 +92,7 @@ def fba_inventory(context: dg.AssetExecutionContext, amazon: AmazonResource):
     yield schema_check(frame, schemas.FbaInventory)
 
 
-@dg.asset(
-    partitions_def=marketplace_partitions,
-    group_name=GROUP,
-    kinds=KINDS,
-    owners=["team:integrations"],
-    pool=SP_API_POOL,
-    check_specs=[schema_check_spec("catalog_identifiers")],
-)
+@raw_amazon_asset(check_specs=[schema_check_spec("catalog_identifiers")])
 def catalog_identifiers(
     context: dg.AssetExecutionContext,
     listings_report: pd.DataFrame,
@@ -153,14 +142,7 @@ def catalog_identifiers(
     yield schema_check(frame, schemas.CatalogIdentifiers)
 
 
-@dg.asset(
-    partitions_def=marketplace_partitions,
-    group_name=GROUP,
-    kinds=KINDS,
-    owners=["team:integrations"],
-    pool=SP_API_POOL,
-    check_specs=[schema_check_spec("orders_report")],
-)
+@raw_amazon_asset(check_specs=[schema_check_spec("orders_report")])
 def orders_report(
     context: dg.AssetExecutionContext,
     amazon: AmazonResource,
