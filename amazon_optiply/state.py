@@ -130,13 +130,23 @@ class SyncState:
                     )
                 )
 
-    def commit_orders_cursor(self, marketplace: str) -> datetime | None:
-        """Move the cursor to the end of the last fetched window: call only after its orders are handled."""
+    def commit_orders_cursor(self, marketplace: str, held_since: datetime | None = None) -> datetime | None:
+        """Move the cursor to the end of the last fetched window, but not past an order still held.
+
+        Call only after the window's orders are delivered or deliberately skipped; a held order's last
+        update stays inside the next window, so it is looked at again.
+        """
         with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(order_cursors.c.fetched_until).where(order_cursors.c.marketplace == marketplace)
+            ).first()
+            if row is None or row.fetched_until is None:
+                return None
+            cursor = _utc(row.fetched_until)
+            if held_since is not None:
+                cursor = min(cursor, held_since)
             conn.execute(
-                order_cursors.update()
-                .where(order_cursors.c.marketplace == marketplace)
-                .values(cursor=order_cursors.c.fetched_until)
+                order_cursors.update().where(order_cursors.c.marketplace == marketplace).values(cursor=cursor)
             )
         return self.order_cursor(marketplace)[0]
 

@@ -12,6 +12,8 @@ from amazon_optiply.resources import IntegrationSettings, OptiplyResource, SyncS
 from amazon_optiply.transforms import optiply as payloads
 
 GROUP = "optiply"
+# Orders neither sent nor deliberately skipped: the cursor must not move past them.
+HELD_DISPOSITIONS = ("unmatched", "invalid", "unknown_status")
 
 
 def _writes_frame(report) -> pd.DataFrame:
@@ -108,7 +110,7 @@ def optiply_sell_order_payloads(
         set(delivered.loc[delivered["state"] == "done", "remote_id"]),
     )
     orders = lines.drop_duplicates("remoteId")
-    held = lines[lines["disposition"].isin(["unmatched", "invalid", "unknown_status"])]
+    held = lines[lines["disposition"].isin(HELD_DISPOSITIONS)]
     yield dg.Output(
         lines,
         metadata=frame_metadata(lines, orders_by_disposition=orders["disposition"].value_counts().to_dict()),
@@ -149,12 +151,16 @@ def optiply_sell_orders(
     state = sync_state.open()
     with optiply.client(state) as client:
         report = deliver_sell_orders(client, state, country, optiply_sell_order_payloads)
-    cursor = state.commit_orders_cursor(country)
+    held = optiply_sell_order_payloads[optiply_sell_order_payloads["disposition"].isin(HELD_DISPOSITIONS)]
+    held_since = pd.to_datetime(held["last_updated"], utc=True, format="ISO8601").min() if len(held) else None
+    cursor = state.commit_orders_cursor(
+        country, held_since.to_pydatetime() if held_since is not None else None
+    )
     return dg.MaterializeResult(
         metadata={
             **frame_metadata(_writes_frame(report)),
             "orders_delivered": report.counts.get("delivered", 0),
-            "orders_held": sum(report.counts.get(k, 0) for k in ("unmatched", "invalid", "unknown_status")),
+            "orders_held": sum(report.counts.get(k, 0) for k in HELD_DISPOSITIONS),
             "orders_skipped": sum(
                 report.counts.get(k, 0) for k in ("cancelled", "pending", "before_start", "already_delivered")
             ),
