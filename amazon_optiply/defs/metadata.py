@@ -22,6 +22,13 @@ def frame_metadata(frame: pd.DataFrame, **extra: object) -> dict[str, object]:
     }
 
 
+def markdown_rows(frame: pd.DataFrame, limit: int = 50) -> dg.MetadataValue:
+    """The first rows of a frame as a markdown table for the UI, or "_none_"."""
+    return dg.MetadataValue.md(
+        frame.head(limit).astype(str).to_markdown(index=False) if len(frame) else "_none_"
+    )
+
+
 def schema_check(
     frame: pd.DataFrame, model: type[pa.DataFrameModel], asset_key: dg.AssetKey | str | None = None
 ) -> dg.AssetCheckResult:
@@ -38,8 +45,8 @@ def schema_check(
             metadata={
                 "model": model.__name__,
                 "failures": len(cases),
-                "failing_checks": dg.MetadataValue.md(summary.astype(str).to_markdown(index=False)),
-                "failing_rows": dg.MetadataValue.md(cases.head(20).astype(str).to_markdown(index=False)),
+                "failing_checks": markdown_rows(summary),
+                "failing_rows": markdown_rows(cases, limit=20),
             },
         )
     return dg.AssetCheckResult(

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
-from amazon_optiply.defs.metadata import frame_metadata, schema_check, schema_check_spec
+from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import SettingError, marketplace_partitions
 from amazon_optiply.resources import AmazonResource, FetchedReport, IntegrationSettings, SyncStateResource
@@ -42,9 +42,7 @@ def _report_metadata(report: FetchedReport, malformed: pd.DataFrame) -> dict:
         "data_end": str(report.data_end),
         "charset": str(report.charset),
         "malformed_rows": len(malformed),
-        "malformed_preview": dg.MetadataValue.md(
-            malformed.head(10).astype(str).to_markdown(index=False) if len(malformed) else "_none_"
-        ),
+        "malformed_preview": markdown_rows(malformed, limit=10),
     }
 
 

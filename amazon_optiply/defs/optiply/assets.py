@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
-from amazon_optiply.defs.metadata import frame_metadata, schema_check, schema_check_spec
+from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.delivery import PRODUCTS, SELL_ORDERS, deliver_products, deliver_sell_orders
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import marketplace_partitions
@@ -121,14 +121,7 @@ def optiply_sell_order_payloads(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "orders_held": int(held["remoteId"].nunique()),
-            "held": dg.MetadataValue.md(
-                held[["remoteId", "sku", "disposition", "problem"]]
-                .head(50)
-                .astype(str)
-                .to_markdown(index=False)
-                if len(held)
-                else "_none_"
-            ),
+            "held": markdown_rows(held[["remoteId", "sku", "disposition", "problem"]]),
         },
     )
     yield schema_check(lines, schemas.OptiplySellOrderPayloads)

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
-from amazon_optiply.defs.metadata import frame_metadata, schema_check, schema_check_spec
+from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.partitions import marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings
 from amazon_optiply.transforms import catalog
@@ -68,11 +68,7 @@ def enriched_catalog(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "rows_set_aside": len(problems),
-            "set_aside": dg.MetadataValue.md(
-                problems[["sku", "asin", "problem"]].head(50).astype(str).to_markdown(index=False)
-                if len(problems)
-                else "_none_"
-            ),
+            "set_aside": markdown_rows(problems[["sku", "asin", "problem"]]),
         },
     )
     yield schema_check(frame, schemas.EnrichedCatalog)
