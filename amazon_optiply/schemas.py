@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from amazon_optiply.transforms.optiply import DISPOSITIONS
+
 
 class _Model(pa.DataFrameModel):
     class Config:
@@ -84,18 +86,7 @@ class OptiplySellOrderPayloads(_Model):
     productId: Series[pa.Int64] = pa.Field(nullable=True)
     quantity: Series[pa.Int64] = pa.Field(nullable=True)
     subtotalValue: Series[float] = pa.Field(nullable=True)
-    disposition: Series[str] = pa.Field(
-        isin=[
-            "deliver",
-            "already_delivered",
-            "before_start",
-            "cancelled",
-            "pending",
-            "invalid",
-            "unknown_status",
-            "unmatched",
-        ]
-    )
+    disposition: Series[str] = pa.Field(isin=list(DISPOSITIONS))
 
     @pa.dataframe_check(error="a line to deliver lacks productId, a positive quantity or a subtotal")
     def deliverable_lines_complete(cls, df):

@@ -116,10 +116,6 @@ def _asin(rng: random.Random) -> str:
     return "B0" + "".join(rng.choice(alphabet) for _ in range(8))
 
 
-def _money(x: float) -> str:
-    return f"{x:.2f}"
-
-
 def report_text(name: str, charset: str) -> str:
     """A text as it survives in a report of that charset: EU Cp1252 reports already carry '?' for the rest."""
     from amazon_optiply.marketplaces import python_codec

@@ -30,6 +30,20 @@ DELIVERABLE_STATUSES = {"Unshipped", "Shipping", "PartiallyShipped", "Shipped"}
 WAITING_STATUSES = {"Pending", "PendingAvailability", "InvoiceUnconfirmed"}
 CANCELLED_STATUSES = {"Cancelled", "Canceled"}
 
+# What happens to an order, checked in this order; "deliver" when none applies.
+SKIP_OR_HOLD_DISPOSITIONS = (
+    "already_delivered",
+    "before_start",
+    "cancelled",
+    "pending",
+    "invalid",
+    "unknown_status",
+    "unmatched",
+)
+DISPOSITIONS = ("deliver", *SKIP_OR_HOLD_DISPOSITIONS)
+# Orders neither sent nor deliberately skipped: the cursor must not move past them.
+HELD_DISPOSITIONS = ("invalid", "unknown_status", "unmatched")
+
 
 def product_remote_id(sku: pd.Series, marketplace_id: str, is_main_marketplace: bool) -> pd.Series:
     return sku if is_main_marketplace else sku + f"_{marketplace_id}"
@@ -186,15 +200,7 @@ def sell_order_lines(
             ~status.isin(DELIVERABLE_STATUSES),
             unmatched,
         ],
-        [
-            "already_delivered",
-            "before_start",
-            "cancelled",
-            "pending",
-            "invalid",
-            "unknown_status",
-            "unmatched",
-        ],
+        SKIP_OR_HOLD_DISPOSITIONS,
         default="deliver",
     )
     lines["disposition"] = disposition

@@ -110,12 +110,14 @@ def catalog_identifiers(
     fresh = set(cached.loc[cached["fetched_at"] >= fresh_after, "asin"])
     to_fetch = [a for a in wanted if a not in fresh]
     marketplace_id = MARKETPLACES[country].marketplace_id
+    found: set[str] = set()
     for items in amazon.catalog_items(country, to_fetch):
-        found = catalog_identifiers_frame(items, marketplace_id)
-        state.store_identifiers(country, found, datetime.now(UTC))
+        batch = catalog_identifiers_frame(items, marketplace_id)
+        state.store_identifiers(country, batch, datetime.now(UTC))
+        found.update(batch["asin"])
     # ASINs Amazon's catalog does not know are remembered as having no identifiers, so they are not re-asked.
-    known = set(state.cached_identifiers(country)["asin"])
-    unknown = [a for a in to_fetch if a not in known]
+    already_cached = set(cached["asin"])
+    unknown = [a for a in to_fetch if a not in found and a not in already_cached]
     state.store_identifiers(
         country,
         pd.DataFrame({"asin": unknown, "ean_codes": "", "upc_codes": "", "item_name": ""}),

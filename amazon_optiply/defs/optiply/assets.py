@@ -10,10 +10,9 @@ from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings, OptiplyResource, SyncStateResource
 from amazon_optiply.transforms import optiply as payloads
+from amazon_optiply.transforms.optiply import HELD_DISPOSITIONS
 
 GROUP = "optiply"
-# Orders neither sent nor deliberately skipped: the cursor must not move past them.
-HELD_DISPOSITIONS = ("unmatched", "invalid", "unknown_status")
 
 
 def _writes_frame(report) -> pd.DataFrame:
