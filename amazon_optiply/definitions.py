@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from amazon_optiply.defs.optiply.schedules import sync_automation
 from amazon_optiply.parquet_io import ParquetIOManager
 from amazon_optiply.resources import AmazonResource, IntegrationSettings, OptiplyResource, SyncStateResource
 
@@ -37,11 +38,15 @@ def resources() -> dict[str, object]:
         "sync_state": SyncStateResource(database_url=env("SYNC_STATE_DATABASE_URL", "")),
         "settings": IntegrationSettings(
             marketplaces=dg.EnvVar("AMAZON_MARKETPLACES"),
+            flavour=env("OPTIPLY_FLAVOUR", "full"),
+            match_key=env("OPTIPLY_MATCH_KEY", "eanCode"),
+            seller_central_url=env("AMAZON_SELLER_CENTRAL_URL", ""),
             main_marketplace=env("AMAZON_MAIN_MARKETPLACE", ""),
             stock_source=env("AMAZON_STOCK_SOURCE", "fba"),
             orders_start=env("ORDERS_START", ""),
             orders_lookback_days=int(env("ORDERS_LOOKBACK_DAYS", "7")),
             orders_overlap_minutes=int(env("ORDERS_OVERLAP_MINUTES", "60")),
+            held_order_retention_days=float(env("HELD_ORDER_RETENTION_DAYS", "14")),
             catalog_refresh_days=int(env("CATALOG_REFRESH_DAYS", "30")),
         ),
         "io_manager": ParquetIOManager(base_path=env("ASSET_STORAGE_PATH", "")),
@@ -53,5 +58,7 @@ def defs() -> dg.Definitions:
     loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     # One process per run: starting a process per step costs more than the steps themselves.
     return dg.Definitions.merge(
-        loaded, dg.Definitions(resources=resources(), executor=dg.in_process_executor)
+        loaded,
+        sync_automation(os.environ.get("OPTIPLY_FLAVOUR", "full")),
+        dg.Definitions(resources=resources(), executor=dg.in_process_executor),
     )

@@ -9,12 +9,18 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pandas as pd
 
 from amazon_optiply.clients.optiply import OptiplyClient
 from amazon_optiply.state import SyncState
-from amazon_optiply.transforms.optiply import sell_order_payload
+from amazon_optiply.transforms.optiply import (
+    GIVEN_UP,
+    HELD_DISPOSITIONS,
+    PRODUCT_ATTRIBUTES,
+    sell_order_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,9 @@ def resolve_intended(client: OptiplyClient, state: SyncState, entity: str, marke
 
 def _product_attributes(row: dict, names: list[str]) -> dict:
     attrs = json.loads(row["attributes"])
-    out = {k: attrs[k] for k in names}
+    out = {k: attrs[k] for k in names if k in attrs}
+    if "remoteId" in names:
+        out["remoteId"] = row["remoteId"]
     if "eanCode" in out and out["eanCode"] is None and row["action"] == "create":
         del out["eanCode"]
     return out
@@ -55,47 +63,83 @@ def _product_attributes(row: dict, names: list[str]) -> dict:
 def deliver_products(
     client: OptiplyClient, state: SyncState, marketplace: str, plan: pd.DataFrame
 ) -> DeliveryReport:
-    """POST new products, PATCH only the changed attributes of known ones, leave the rest alone."""
+    """POST new products, PATCH only the changed attributes of known or adopted ones, leave the rest alone."""
     report = DeliveryReport(recovered=resolve_intended(client, state, PRODUCTS, marketplace))
     # Products settled just now have no attributes on record: compare them again on the next run.
     for row in plan.to_dict("records"):
-        remote_id = row["remoteId"]
-        if row["action"] == "unchanged":
-            report.add("unchanged")
+        remote_id, action = row["remoteId"], row["action"]
+        if action == "conflict":
+            report.add("conflict")
             continue
-        if row["action"] == "create":
+        if action == "unchanged":
+            report.add("unchanged")
+            if row["known_from"] == "optiply":  # found in Optiply, not in the local state: remember it
+                state.record_done(PRODUCTS, remote_id, marketplace, int(row["optiply_id"]), row["attributes"])
+                report.recovered += 1
+            continue
+        if action == "create":
             state.record_intent(PRODUCTS, remote_id, marketplace)
-            attrs = _product_attributes(row, ["name", "skuCode", "eanCode", "price", "stockLevel"])
-            optiply_id = client.create(PRODUCTS, {"remoteId": remote_id, **attrs})
+            optiply_id = client.create(
+                PRODUCTS, {"remoteId": remote_id, **_product_attributes(row, PRODUCT_ATTRIBUTES)}
+            )
             report.add("created")
-        else:
+        else:  # update or adopt: a PATCH, which is safe to repeat
             optiply_id = int(row["optiply_id"])
             client.update(PRODUCTS, optiply_id, _product_attributes(row, row["changed"].split(",")))
-            report.add("updated")
+            report.add("adopted" if action == "adopt" else "updated")
         state.record_done(PRODUCTS, remote_id, marketplace, optiply_id, row["attributes"])
-        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": row["action"]})
+        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
     return report
 
 
+def delivered_in_optiply(client: OptiplyClient, placed_from: str) -> dict[str, int]:
+    """remoteId -> id of the sell orders Optiply holds placed from `placed_from` on (any coupling)."""
+    return {
+        str(r["remoteId"]): int(r["id"])
+        for r in client.iter_records(SELL_ORDERS, {"placed[GE]": placed_from})
+        if r.get("remoteId")
+    }
+
+
 def deliver_sell_orders(
-    client: OptiplyClient, state: SyncState, marketplace: str, lines: pd.DataFrame
+    client: OptiplyClient, state: SyncState, marketplace: str, lines: pd.DataFrame, now: datetime
 ) -> DeliveryReport:
-    """Post every order whose disposition is `deliver`, once; count the others by disposition."""
-    intended = state.records(SELL_ORDERS, marketplace)
-    intended = set(intended.loc[intended["state"] == "intended", "remote_id"])
+    """Post every order whose disposition is `deliver`, once; count the others by disposition.
+
+    Held orders are remembered with the time they were first held (their retention runs from there).
+    With no sell order on record for this marketplace (a first run, or a lost state database), the
+    orders Optiply already holds for the window are looked up first and never posted again.
+    """
+    records = state.records(SELL_ORDERS, marketplace)
+    intended = set(records.loc[records["state"] == "intended", "remote_id"])
     report = DeliveryReport()
     orders = lines.drop_duplicates("remoteId")
     for disposition, n in orders["disposition"].value_counts().items():
         if disposition != "deliver":
             report.add(str(disposition), int(n))
-    for remote_id, order_lines in lines[lines["disposition"] == "deliver"].groupby("remoteId", sort=False):
-        if remote_id in intended:
+    for given_up, dispositions in ((False, HELD_DISPOSITIONS), (True, (GIVEN_UP,))):
+        held = orders[orders["disposition"].isin(dispositions)]
+        state.record_held(
+            SELL_ORDERS,
+            dict(zip(held["remoteId"], held["problem"].fillna(""), strict=True)),
+            marketplace,
+            now,
+            given_up,
+        )
+    to_deliver = lines[lines["disposition"] == "deliver"]
+    already_there: dict[str, int] = {}
+    if records[records["state"] == "done"].empty and len(to_deliver):
+        already_there = delivered_in_optiply(client, str(to_deliver["placed"].min()))
+    for remote_id, order_lines in to_deliver.groupby("remoteId", sort=False):
+        found_id = already_there.get(remote_id)
+        if found_id is None and remote_id in intended:
             found = client.find_by_remote_id(SELL_ORDERS, remote_id)
-            if found is not None:
-                state.record_done(SELL_ORDERS, remote_id, marketplace, int(found["id"]), None)
-                report.recovered += 1
-                report.add("delivered")
-                continue
+            found_id = int(found["id"]) if found is not None else None
+        if found_id is not None:
+            state.record_done(SELL_ORDERS, remote_id, marketplace, found_id, None)
+            report.recovered += 1
+            report.add("delivered")
+            continue
         state.record_intent(SELL_ORDERS, remote_id, marketplace)
         optiply_id = client.create(SELL_ORDERS, sell_order_payload(order_lines))
         state.record_done(SELL_ORDERS, remote_id, marketplace, optiply_id, None)

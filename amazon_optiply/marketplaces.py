@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -59,3 +60,42 @@ MARKETPLACES_BY_ID: dict[str, Marketplace] = {m.marketplace_id: m for m in MARKE
 def python_codec(charset: str) -> str:
     """The Python codec for a charset as Amazon names it (Java names such as Cp1252, windows-31j)."""
     return {"cp1252": "cp1252", "windows-31j": "cp932", "utf-8": "utf-8"}.get(charset.lower(), charset)
+
+
+# Marketplaces whose FBA stock is one pool (Pan-European FBA): getInventorySummaries answers the same
+# units for each of them, so the pool's stock must be counted for one marketplace only.
+PAN_EU_FBA = frozenset({"DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE"})
+
+
+def fba_pool(country_code: str) -> str:
+    """The FBA stock pool a marketplace draws from: "EU" for Pan-European FBA, else its own."""
+    return "EU" if country_code in PAN_EU_FBA else country_code
+
+
+def fba_pool_home(marketplaces: list[str], main: str) -> dict[str, str]:
+    """Per pool, the one marketplace whose products carry the pool's FBA stock.
+
+    The main marketplace when it draws from the pool, else the first marketplace of the pool in the
+    configured order.
+    """
+    homes: dict[str, str] = {}
+    for code in [main, *marketplaces]:
+        homes.setdefault(fba_pool(code), code)
+    return homes
+
+
+_SELLER_CENTRAL_HOST = re.compile(r"\.amazon\.([a-z.]+?)(?::\d+)?(?:/|$)", re.IGNORECASE)
+
+
+def marketplace_from_seller_central_url(url: str) -> str:
+    """The country code of a Seller Central URL, from `.amazon.<country>/` (the seed's `uri`)."""
+    found = _SELLER_CENTRAL_HOST.search(url.strip())
+    if found:
+        suffix = "amazon." + found.group(1).lower().rstrip(".")
+        for market in MARKETPLACES.values():
+            if market.domain.removeprefix("www.") == suffix:
+                return market.country_code
+    raise ValueError(
+        f"AMAZON_SELLER_CENTRAL_URL {url!r} names no known Amazon marketplace: "
+        "expected a host such as sellercentral.amazon.de or sellercentral.amazon.co.uk"
+    )

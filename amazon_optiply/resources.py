@@ -26,9 +26,15 @@ from amazon_optiply.clients.amazon import (
     utc_iso,
 )
 from amazon_optiply.clients.optiply import OptiplyClient
-from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.marketplaces import (
+    MARKETPLACES,
+    fba_pool,
+    fba_pool_home,
+    marketplace_from_seller_central_url,
+)
 from amazon_optiply.partitions import SettingError
 from amazon_optiply.state import SyncState
+from amazon_optiply.transforms.optiply import FLAVOURS, MATCH_KEYS
 
 FINAL_REPORT_STATUSES = ("DONE", "CANCELLED", "FATAL")
 
@@ -265,13 +271,15 @@ class IntegrationSettings(dg.ConfigurableResource):
     """What an integration consultant sets per customer (see the README's settings table)."""
 
     marketplaces: str  # AMAZON_MARKETPLACES, e.g. "DE,FR"
-    main_marketplace: str = (
-        ""  # products there keep the plain SKU as remoteId; default: the first marketplace
-    )
+    flavour: str = "full"  # full: products and sell orders; secondary: sell orders only
+    match_key: str = "eanCode"  # the seed's optiply_key: how Amazon items find existing Optiply products
+    seller_central_url: str = ""  # the seed's uri: its `.amazon.<country>/` names the main marketplace
+    main_marketplace: str = ""  # overrides the URL; default: the URL's marketplace, else the first one
     stock_source: str = "fba"  # fba (FBA totalQuantity, falling back to the listing quantity) or listing
     orders_start: str = ""  # ISO date: orders placed earlier are never sent; default: first run - lookback
     orders_lookback_days: int = 7
     orders_overlap_minutes: int = 60
+    held_order_retention_days: float = 14  # an order matching no product is retried this long, then given up
     catalog_refresh_days: int = 30
 
     @field_validator("stock_source")
@@ -281,9 +289,39 @@ class IntegrationSettings(dg.ConfigurableResource):
             raise ValueError(f"AMAZON_STOCK_SOURCE must be 'fba' or 'listing', not {value!r}")
         return value
 
+    @field_validator("flavour")
+    @classmethod
+    def _flavour(cls, value: str) -> str:
+        if value not in FLAVOURS:
+            raise ValueError(f"OPTIPLY_FLAVOUR must be 'full' or 'secondary', not {value!r}")
+        return value
+
+    @field_validator("match_key")
+    @classmethod
+    def _match_key(cls, value: str) -> str:
+        if value not in MATCH_KEYS:
+            raise ValueError(f"OPTIPLY_MATCH_KEY must be 'eanCode' or 'skuCode', not {value!r}")
+        return value
+
+    @property
+    def marketplace_codes(self) -> list[str]:
+        return [code.strip().upper() for code in self.marketplaces.split(",") if code.strip()]
+
     @property
     def main(self) -> str:
-        return (self.main_marketplace or self.marketplaces.split(",")[0]).strip().upper()
+        if self.main_marketplace:
+            return self.main_marketplace.strip().upper()
+        if self.seller_central_url:
+            return marketplace_from_seller_central_url(self.seller_central_url)
+        return self.marketplace_codes[0]
+
+    @property
+    def writes_products(self) -> bool:
+        return self.flavour == "full"
+
+    def counts_pooled_fba(self, country: str) -> bool:
+        """Whether this marketplace's products carry its FBA pool's stock (one per pool, see fba_pool_home)."""
+        return fba_pool_home(self.marketplace_codes, self.main)[fba_pool(country)] == country
 
     def orders_start_for_first_run(self, now: datetime) -> datetime:
         if self.orders_start:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from amazon_optiply.transforms.optiply import DISPOSITIONS
+from amazon_optiply.transforms.optiply import DISPOSITIONS, PRODUCT_ACTIONS
 
 
 class _Model(pa.DataFrameModel):
@@ -77,6 +77,23 @@ class OptiplyProductPayloads(_Model):
     eanCode: Series[str] = pa.Field(nullable=True, str_matches=r"^\d{13}$")
     price: Series[float] = pa.Field(ge=0, le=9_999_999.99)
     stockLevel: Series[int] = pa.Field(ge=0)
+    action: Series[str] = pa.Field(isin=list(PRODUCT_ACTIONS))
+    optiply_id: Series[pa.Int64] = pa.Field(nullable=True)
+    known_from: Series[str] = pa.Field(isin=["state", "optiply", "new"])
+
+    @pa.dataframe_check(error="a product to update, adopt or leave unchanged lacks its Optiply id")
+    def known_products_have_ids(cls, df):
+        return df["action"].isin(["create", "conflict"]) | df["optiply_id"].notna()
+
+
+class OptiplyExistingProducts(_Model):
+    optiply_id: Series[pa.Int64] = pa.Field(unique=True)
+    remoteId: Series[str] = pa.Field(nullable=True)
+    name: Series[str] = pa.Field(nullable=True)
+    skuCode: Series[str] = pa.Field(nullable=True)
+    eanCode: Series[str] = pa.Field(nullable=True)
+    price: Series[float] = pa.Field(nullable=True)
+    stockLevel: Series[pa.Int64] = pa.Field(nullable=True)
 
 
 class OptiplySellOrderPayloads(_Model):
@@ -87,6 +104,7 @@ class OptiplySellOrderPayloads(_Model):
     quantity: Series[pa.Int64] = pa.Field(nullable=True)
     subtotalValue: Series[float] = pa.Field(nullable=True)
     disposition: Series[str] = pa.Field(isin=list(DISPOSITIONS))
+    held_since: Series[str] = pa.Field(nullable=True)
 
     @pa.dataframe_check(error="a line to deliver lacks productId, a positive quantity or a subtotal")
     def deliverable_lines_complete(cls, df):

@@ -45,7 +45,8 @@ optiply_records = sa.Table(
     sa.Column("remote_id", sa.String(255), primary_key=True),
     sa.Column("marketplace", sa.String(8), nullable=False),
     sa.Column("optiply_id", sa.BigInteger, nullable=True),
-    sa.Column("state", sa.String(16), nullable=False),  # intended | done
+    # intended | done; sell orders also held (matching no product yet) | given_up (held past retention)
+    sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attributes_json", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -169,17 +170,65 @@ class SyncState:
                     optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
                 )
             ).first()
-            if existing is None:
+            if existing is not None and existing.state in ("intended", "done"):
+                return
+            conn.execute(
+                optiply_records.delete().where(
+                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+                )
+            )
+            conn.execute(
+                optiply_records.insert().values(
+                    entity=entity,
+                    remote_id=remote_id,
+                    marketplace=marketplace,
+                    optiply_id=optiply_id,
+                    state="intended",
+                    updated_at=_now(),
+                )
+            )
+
+    def record_held(
+        self, entity: str, held: dict[str, str], marketplace: str, at: datetime, given_up: bool = False
+    ) -> None:
+        """Remember orders not sent (remote_id -> why) and since when; the first time held is kept."""
+        state = "given_up" if given_up else "held"
+        with self.engine.begin() as conn:
+            for remote_id, problem in held.items():
+                row = conn.execute(
+                    sa.select(optiply_records.c.state, optiply_records.c.attributes_json).where(
+                        optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+                    )
+                ).first()
+                if row is not None and row.state in ("intended", "done"):
+                    continue
+                since = json.loads(row.attributes_json)["since"] if row is not None else at.isoformat()
+                conn.execute(
+                    optiply_records.delete().where(
+                        optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+                    )
+                )
                 conn.execute(
                     optiply_records.insert().values(
                         entity=entity,
                         remote_id=remote_id,
                         marketplace=marketplace,
-                        optiply_id=optiply_id,
-                        state="intended",
+                        state=state,
+                        attributes_json=json.dumps({"since": since, "problem": problem}),
                         updated_at=_now(),
                     )
                 )
+
+    def held_since(self, entity: str, marketplace: str) -> pd.Series:
+        """remote_id -> when the order was first held, for orders held or given up."""
+        records = self.records(entity, marketplace)
+        records = records[records["state"].isin(["held", "given_up"])]
+        since = [json.loads(a)["since"] for a in records["attributes_json"]]
+        return pd.Series(
+            pd.to_datetime(since, utc=True),
+            index=records["remote_id"].to_numpy(),
+            dtype="datetime64[ns, UTC]",
+        )
 
     def record_done(
         self, entity: str, remote_id: str, marketplace: str, optiply_id: int, attributes_json: str | None

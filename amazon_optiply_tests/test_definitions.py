@@ -13,13 +13,19 @@ from amazon_optiply.definitions import defs
 EXPECTED_ASSETS = {
     "listings_report": set(),
     "fba_inventory": set(),
-    "catalog_identifiers": {"listings_report"},
+    "catalog_identifiers": {"listings_report", "orders_report"},
     "orders_report": set(),
     "warehouse_stock": {"listings_report", "fba_inventory"},
     "enriched_catalog": {"listings_report", "catalog_identifiers", "warehouse_stock"},
-    "optiply_product_payloads": {"enriched_catalog"},
+    "optiply_existing_products": set(),
+    "optiply_product_payloads": {"enriched_catalog", "optiply_existing_products"},
     "optiply_products": {"optiply_product_payloads"},
-    "optiply_sell_order_payloads": {"orders_report", "optiply_products"},
+    "optiply_sell_order_payloads": {
+        "orders_report",
+        "catalog_identifiers",
+        "optiply_existing_products",
+        "optiply_products",
+    },
     "optiply_sell_orders": {"optiply_sell_order_payloads"},
 }
 

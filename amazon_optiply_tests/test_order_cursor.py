@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from amazon_optiply.state import SyncState
-from amazon_optiply.transforms.optiply import sell_order_lines
+from amazon_optiply.transforms.optiply import OwnProducts, sell_order_lines
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -36,7 +36,10 @@ def test_order_with_unknown_sku_is_held_and_keeps_the_cursor_before_it(tmp_path)
         ]
     ).astype("string")
     lines = sell_order_lines(
-        orders, pd.Series({"KNOWN": 7}), "A1PA6795UKMFR9", True, pd.Timestamp(T0 - timedelta(days=1)), set()
+        orders,
+        OwnProducts(pd.Series({"KNOWN": 7}), "A1PA6795UKMFR9", True),
+        pd.Timestamp(T0 - timedelta(days=1)),
+        set(),
     )
     by_order = lines.set_index("remoteId")
     assert by_order.loc["302-0000001-0000001", "disposition"] == "deliver"

@@ -79,12 +79,18 @@ def parse_quantity(values: pd.Series) -> pd.Series:
 
 
 def warehouse_stock(
-    listings: pd.DataFrame, fba_inventory: pd.DataFrame, stock_source: str = "fba"
+    listings: pd.DataFrame,
+    fba_inventory: pd.DataFrame,
+    stock_source: str = "fba",
+    counts_pooled_fba: bool = True,
 ) -> pd.DataFrame:
     """Stock per SKU: FBA totalQuantity summed over the SKU's rows, or the listing quantity.
 
     The seed's rule: with the FBA source, a SKU whose FBA stock is 0 (or that has no FBA rows, a merchant
     listing) falls back to the listing's quantity. With the `listing` source only the listing quantity counts.
+
+    Marketplaces sharing one FBA pool (Pan-European FBA) all see the pool's units. Only one of them carries
+    them (`counts_pooled_fba`); the others keep their listing quantity, so no unit is counted twice.
     """
     listing_quantity = (
         pd.DataFrame(
@@ -97,6 +103,8 @@ def warehouse_stock(
     fba = fba.rename(columns={"seller_sku": "sku", "total_quantity": "fba_quantity"})
     stock = listing_quantity.merge(fba, on="sku", how="left")
     stock["fba_quantity"] = stock["fba_quantity"].fillna(0).astype("int64")
+    if not counts_pooled_fba:
+        stock["fba_quantity"] = 0
     if stock_source == "fba":
         use_fba = stock["fba_quantity"] > 0
         stock["stock_level"] = stock["fba_quantity"].where(use_fba, stock["listing_quantity"])

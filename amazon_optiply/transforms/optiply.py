@@ -13,6 +13,14 @@ Pure pandas. The rules an Optiply user relies on are written here once:
   are left out; in EU marketplaces Amazon's prices already include VAT.
 - A line's subtotalValue is its item-price (unit price x quantity); lines with quantity 0 (cancelled
   items) are left out.
+- Flavours: `full` writes products and sell orders; `secondary` only sell orders, whose lines point at
+  products another shop system created, found by the match key (skuCode = seller SKU, or eanCode = an EAN
+  of the line's ASIN) among Optiply's ENABLED products.
+- In the full flavour the main marketplace adopts an existing Optiply product with the same match key
+  instead of creating a second one; a remoteId Optiply already holds for our coupling (a deployment that
+  lost its state) is recognised, never created again.
+- An order with a line that matches no product is held (not sent) and retried every cycle; after the
+  retention period it is given up and reported as such.
 """
 
 from __future__ import annotations
@@ -25,6 +33,11 @@ import pandas as pd
 from amazon_optiply.transforms.catalog import parse_amount
 
 PRODUCT_ATTRIBUTES = ["name", "skuCode", "eanCode", "price", "stockLevel"]
+
+FLAVOURS = ("full", "secondary")
+MATCH_KEYS = ("eanCode", "skuCode")
+# What the product plan does with each product; `conflict`: several Optiply products share the match key.
+PRODUCT_ACTIONS = ("create", "update", "unchanged", "adopt", "conflict")
 
 DELIVERABLE_STATUSES = {"Unshipped", "Shipping", "PartiallyShipped", "Shipped"}
 WAITING_STATUSES = {"Pending", "PendingAvailability", "InvoiceUnconfirmed"}
@@ -40,9 +53,13 @@ SKIP_OR_HOLD_DISPOSITIONS = (
     "unknown_status",
     "unmatched",
 )
-DISPOSITIONS = ("deliver", *SKIP_OR_HOLD_DISPOSITIONS)
 # Orders neither sent nor deliberately skipped: the cursor must not move past them.
 HELD_DISPOSITIONS = ("invalid", "unknown_status", "unmatched")
+# A held order past the retention period: reported, no longer retried.
+GIVEN_UP = "given_up"
+DISPOSITIONS = ("deliver", *SKIP_OR_HOLD_DISPOSITIONS, GIVEN_UP)
+DEFAULT_HELD_RETENTION = pd.Timedelta(days=14)
+SKIPPED_DISPOSITIONS = ("already_delivered", "before_start", "cancelled", "pending", GIVEN_UP)
 
 
 def product_remote_id(sku: pd.Series, marketplace_id: str, is_main_marketplace: bool) -> pd.Series:
@@ -81,32 +98,95 @@ def _is_missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
-def plan_product_writes(payloads: pd.DataFrame, delivered: pd.DataFrame) -> pd.DataFrame:
-    """Decide per product: create (unknown remoteId), update (attributes changed) or unchanged.
+def existing_products_frame(records: list[dict], coupling_id: int) -> pd.DataFrame:
+    """Optiply's products as read back (JSON:API attributes flattened), with the remoteId of our coupling.
 
-    `delivered` holds remote_id, optiply_id and the attributes_json last sent. `changed` lists the
-    attributes an update PATCHes, so Optiply only receives what changed.
+    `remoteId` is ours only when Optiply's remoteIdMap files it under our coupling (or has no map at all);
+    a product another shop system created keeps its remoteId to itself.
+    """
+
+    def ours(record: dict) -> str | None:
+        remote_map = record.get("remoteIdMap")
+        if remote_map is None:
+            return record.get("remoteId")
+        return remote_map.get(str(coupling_id))
+
+    frame = pd.DataFrame(
+        {
+            "optiply_id": pd.array([r["id"] for r in records], dtype="Int64"),
+            "remoteId": pd.array([ours(r) for r in records], dtype="string"),
+            "name": pd.array([r.get("name") for r in records], dtype="string"),
+            "skuCode": pd.array([r.get("skuCode") for r in records], dtype="string"),
+            "eanCode": pd.array([r.get("eanCode") for r in records], dtype="string"),
+            "price": pd.to_numeric(pd.Series([r.get("price") for r in records], dtype="object")),
+            "stockLevel": pd.array([r.get("stockLevel") for r in records], dtype="Int64"),
+        }
+    )
+    return frame.astype({"price": "float64"})
+
+
+def plan_product_writes(
+    payloads: pd.DataFrame,
+    delivered: pd.DataFrame,
+    existing: pd.DataFrame | None = None,
+    match_key: str = "eanCode",
+    adopt_existing: bool = False,
+) -> pd.DataFrame:
+    """Decide per product: create, update (attributes changed), unchanged, adopt or conflict.
+
+    `delivered` holds remote_id, optiply_id and the attributes_json last sent (the local state).
+    `existing` holds Optiply's products (existing_products_frame): a remoteId the local state does not
+    know but Optiply holds for our coupling is compared with Optiply's attributes instead of created again;
+    with `adopt_existing`, a product no coupling of ours claims and whose match key equals ours is taken
+    over (`adopt`: PATCH the changed attributes and our remoteId). `changed` lists what a write sends.
     """
     plan = payloads.copy()
     plan["attributes"] = [attributes_json(r) for r in plan[PRODUCT_ATTRIBUTES].to_dict("records")]
-    known = delivered.set_index("remote_id") if len(delivered) else None
-    actions, ids, changed = [], [], []
-    for remote_id, attrs in zip(plan["remoteId"], plan["attributes"], strict=True):
-        if known is None or remote_id not in known.index:
-            actions.append("create")
-            ids.append(pd.NA)
-            changed.append("")
-            continue
-        previous = json.loads(known.at[remote_id, "attributes_json"] or "{}")
-        current = json.loads(attrs)
-        diff = sorted(k for k in PRODUCT_ATTRIBUTES if previous.get(k) != current.get(k))
-        actions.append("update" if diff else "unchanged")
-        ids.append(int(known.at[remote_id, "optiply_id"]))
+    existing = existing if existing is not None else existing_products_frame([], 0)
+    local = delivered.set_index("remote_id")
+    ours = existing[existing["remoteId"].notna()].drop_duplicates("remoteId").set_index("remoteId")
+    claimed = set(delivered["optiply_id"].dropna().astype(int)) | set(ours["optiply_id"].astype(int))
+    unclaimed = existing[~existing["optiply_id"].isin(claimed) & existing[match_key].notna()]
+    by_key = unclaimed.groupby(match_key)["optiply_id"].apply(list).to_dict()
+
+    actions, ids, changed, sources = [], [], [], []
+    for row in plan.to_dict("records"):
+        remote_id, current = row["remoteId"], json.loads(row["attributes"])
+        action, optiply_id, diff, source = "create", pd.NA, [], "new"
+        if remote_id in local.index:
+            previous = json.loads(local.at[remote_id, "attributes_json"] or "{}")
+            optiply_id, source = int(local.at[remote_id, "optiply_id"]), "state"
+            diff = _changed(previous, current)
+            action = "update" if diff else "unchanged"
+        elif remote_id in ours.index:
+            optiply_id, source = int(ours.at[remote_id, "optiply_id"]), "optiply"
+            diff = _changed(json.loads(attributes_json(ours.loc[remote_id].to_dict())), current)
+            action = "update" if diff else "unchanged"
+        elif adopt_existing and not _is_missing(row[match_key]) and row[match_key] in by_key:
+            candidates = by_key[row[match_key]]
+            source = "optiply"
+            if len(candidates) == 1:
+                optiply_id = int(candidates[0])
+                match = existing[existing["optiply_id"] == optiply_id].iloc[0].to_dict()
+                diff = ["remoteId", *_changed(json.loads(attributes_json(match)), current)]
+                action = "adopt"
+                by_key.pop(row[match_key])  # one Optiply product is adopted by one listing only
+            else:
+                action = "conflict"
+                diff = [f"{match_key} {row[match_key]} is on Optiply products {sorted(candidates)}"]
+        actions.append(action)
+        ids.append(optiply_id)
         changed.append(",".join(diff))
+        sources.append(source)
     plan["action"] = pd.Series(actions, index=plan.index, dtype="string")
     plan["optiply_id"] = pd.array(ids, dtype="Int64")
     plan["changed"] = pd.Series(changed, index=plan.index, dtype="string")
+    plan["known_from"] = pd.Series(sources, index=plan.index, dtype="string")
     return plan
+
+
+def _changed(previous: dict, current: dict) -> list[str]:
+    return sorted(k for k in PRODUCT_ATTRIBUTES if previous.get(k) != current.get(k))
 
 
 def optiply_time(values: pd.Series) -> pd.Series:
@@ -122,17 +202,71 @@ def deduplicated_order_rows(orders: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop_duplicates(["amazon-order-id", "sku"], keep="last").drop(columns="_updated")
 
 
+class OwnProducts:
+    """Full flavour: a line's product is the one this integration delivered for its SKU in this marketplace."""
+
+    def __init__(self, product_ids: pd.Series, marketplace_id: str, is_main_marketplace: bool) -> None:
+        self.product_ids = product_ids  # product remoteId -> Optiply id
+        self.marketplace_id, self.is_main = marketplace_id, is_main_marketplace
+
+    def match(self, sku: pd.Series, asin: pd.Series) -> tuple[pd.Series, pd.Series]:
+        ids = product_remote_id(sku, self.marketplace_id, self.is_main).map(self.product_ids).astype("Int64")
+        problem = ("no Optiply product for SKU " + sku).where(ids.isna()).astype("string")
+        return ids, problem
+
+
+class ExistingProducts:
+    """Secondary flavour: a line's product is the ENABLED Optiply product with the line's match key.
+
+    skuCode: the seller SKU. eanCode: any EAN of the line's ASIN (from the catalog identifiers).
+    A key found on several products matches none: which one was sold cannot be told.
+    """
+
+    def __init__(self, existing: pd.DataFrame, match_key: str, identifiers: pd.DataFrame) -> None:
+        self.match_key = match_key
+        keyed = existing[existing[match_key].notna()]
+        self.ids_by_key = keyed.groupby(match_key)["optiply_id"].apply(list).to_dict()
+        self.eans_by_asin = {
+            asin: [e for e in (codes or "").split(",") if e]
+            for asin, codes in zip(identifiers["asin"], identifiers["ean_codes"].fillna(""), strict=True)
+        }
+
+    def _one(self, sku: str, asin: str) -> tuple[int | None, str | None]:
+        if self.match_key == "skuCode":
+            keys, missing = [sku], f"no ENABLED Optiply product with skuCode {sku}"
+        else:
+            keys = self.eans_by_asin.get(asin, [])
+            if not keys:
+                return None, f"ASIN {asin} (SKU {sku}) has no EAN to match on"
+            missing = f"no ENABLED Optiply product with eanCode {'/'.join(keys)} (SKU {sku})"
+        for key in keys:
+            ids = self.ids_by_key.get(key, [])
+            if len(ids) == 1:
+                return int(ids[0]), None
+            if len(ids) > 1:
+                return None, f"{self.match_key} {key} is on several Optiply products {sorted(ids)}"
+        return None, missing
+
+    def match(self, sku: pd.Series, asin: pd.Series) -> tuple[pd.Series, pd.Series]:
+        found = [self._one(s, a) for s, a in zip(sku, asin, strict=True)]
+        ids = pd.Series([f[0] for f in found], index=sku.index, dtype="Int64")
+        problem = pd.Series([f[1] for f in found], index=sku.index, dtype="string")
+        return ids, problem
+
+
 def sell_order_lines(
     orders: pd.DataFrame,
-    product_ids: pd.Series,
-    marketplace_id: str,
-    is_main_marketplace: bool,
+    products: OwnProducts | ExistingProducts,
     orders_start: pd.Timestamp,
     delivered_order_ids: set[str],
+    held_since: pd.Series | None = None,
+    now: pd.Timestamp | None = None,
+    held_retention: pd.Timedelta = DEFAULT_HELD_RETENTION,
 ) -> pd.DataFrame:
     """One row per order line with its order's fields and what to do with the order (`disposition`).
 
-    `product_ids` maps product remoteId -> Optiply product id.
+    `products` finds each line's Optiply product. `held_since` maps the remoteId of an order held on an
+    earlier cycle to when it was first held: held longer than `held_retention` at `now`, it is given up.
     """
     columns = [
         "remoteId",
@@ -147,6 +281,7 @@ def sell_order_lines(
         "last_updated",
         "disposition",
         "problem",
+        "held_since",
     ]
     if orders.empty:
         return _typed_lines(pd.DataFrame(columns=columns))
@@ -174,8 +309,7 @@ def sell_order_lines(
     )
     # The order's status is the one on its latest row (all rows of one report agree).
     lines = lines[~((lines["quantity"] == 0) & ~lines["order_status"].isin(CANCELLED_STATUSES))]
-    remote_ids = product_remote_id(lines["sku"], marketplace_id, is_main_marketplace)
-    lines["productId"] = remote_ids.map(product_ids).astype("Int64")
+    lines["productId"], match_problem = products.match(lines["sku"], lines["asin"])
     lines["placed"] = lines["placed_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     lines["totalValue"] = lines.groupby("remoteId")["line_value"].transform("sum").round(2)
 
@@ -205,9 +339,16 @@ def sell_order_lines(
     )
     lines["disposition"] = disposition
     lines["problem"] = order_problem.mask(
-        (lines["disposition"] == "unmatched") & lines["productId"].isna(),
-        "no Optiply product for SKU " + lines["sku"],
+        (lines["disposition"] == "unmatched") & lines["productId"].isna(), match_problem
     )
+    first_held = held_since.to_dict() if held_since is not None else {}
+    since = pd.to_datetime(
+        pd.Series([first_held.get(r) for r in lines["remoteId"]], index=lines.index), utc=True
+    )
+    is_held = lines["disposition"].isin(HELD_DISPOSITIONS)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    lines.loc[is_held & (since <= now - held_retention), "disposition"] = GIVEN_UP
+    lines["held_since"] = since.dt.strftime("%Y-%m-%dT%H:%M:%SZ").where(is_held)
     return _typed_lines(lines[columns])
 
 
@@ -226,6 +367,7 @@ def _typed_lines(lines: pd.DataFrame) -> pd.DataFrame:
             "last_updated": "string",
             "disposition": "string",
             "problem": "string",
+            "held_since": "string",
         }
     ).reset_index(drop=True)
 

@@ -94,17 +94,21 @@ def fba_inventory(context: dg.AssetExecutionContext, amazon: AmazonResource):
 def catalog_identifiers(
     context: dg.AssetExecutionContext,
     listings_report: pd.DataFrame,
+    orders_report: pd.DataFrame,
     amazon: AmazonResource,
     sync_state: SyncStateResource,
     settings: IntegrationSettings,
 ):
-    """EAN and UPC codes per ASIN (searchCatalogItems, 20 ASINs a call), kept across runs.
+    """EAN and UPC codes per ASIN of the listings and the orders (searchCatalogItems, 20 ASINs a call).
 
-    Identifiers rarely change, so only ASINs never seen or older than the refresh period are asked for.
+    Identifiers rarely change, so they are kept across runs: only ASINs never seen or older than the
+    refresh period are asked for. Orders' ASINs are included because the secondary flavour matches order
+    lines to Optiply products by EAN, and an ASIN sold may no longer be listed.
     """
     country = context.partition_key
     state = sync_state.open()
-    wanted = sorted(set(listings_report["asin1"].str.strip()) - {""})
+    ordered = orders_report["asin"] if "asin" in orders_report else pd.Series(dtype="string")
+    wanted = sorted((set(listings_report["asin1"].str.strip()) | set(ordered.str.strip())) - {""})
     cached = state.cached_identifiers(country)
     fresh_after = pd.Timestamp(datetime.now(UTC) - timedelta(days=settings.catalog_refresh_days))
     fresh = set(cached.loc[cached["fetched_at"] >= fresh_after, "asin"])

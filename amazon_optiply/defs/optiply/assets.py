@@ -1,5 +1,7 @@
 """Optiply layer per marketplace: the product and sell-order payloads, and their delivery to Optiply."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pandas as pd
 
@@ -10,7 +12,7 @@ from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings, OptiplyResource, SyncStateResource
 from amazon_optiply.transforms import optiply as payloads
-from amazon_optiply.transforms.optiply import HELD_DISPOSITIONS
+from amazon_optiply.transforms.optiply import GIVEN_UP, HELD_DISPOSITIONS, SKIPPED_DISPOSITIONS
 
 GROUP = "optiply"
 
@@ -25,22 +27,74 @@ def _writes_frame(report) -> pd.DataFrame:
     group_name=GROUP,
     kinds={"pandas", "optiply"},
     owners=["team:integrations"],
-    check_specs=[schema_check_spec("optiply_product_payloads", blocking=True)],
+    check_specs=[schema_check_spec("optiply_existing_products", blocking=True)],
+)
+def optiply_existing_products(
+    context: dg.AssetExecutionContext, optiply: OptiplyResource, sync_state: SyncStateResource
+):
+    """The ENABLED products the Optiply account holds now (filter[status]=ENABLED, paged), whoever made them.
+
+    Secondary flavour: the products order lines are matched to. Full flavour: what a first sync adopts
+    instead of duplicating, and how a deployment without local state finds what it delivered before.
+    """
+    with optiply.client(sync_state.open()) as client:
+        records = list(client.iter_records(PRODUCTS, {"status": "ENABLED"}))
+    frame = payloads.existing_products_frame(records, optiply.coupling_id)
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(frame, products_of_this_coupling=int(frame["remoteId"].notna().sum())),
+    )
+    yield schema_check(frame, schemas.OptiplyExistingProducts)
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds={"pandas", "optiply"},
+    owners=["team:integrations"],
+    check_specs=[
+        schema_check_spec("optiply_product_payloads", blocking=True),
+        dg.AssetCheckSpec(
+            "products_unambiguous",
+            asset="optiply_product_payloads",
+            description="No listing matches several existing Optiply products",
+        ),
+    ],
 )
 def optiply_product_payloads(
     context: dg.AssetExecutionContext,
     enriched_catalog: pd.DataFrame,
+    optiply_existing_products: pd.DataFrame,
     sync_state: SyncStateResource,
     settings: IntegrationSettings,
 ):
-    """Product attributes per active listing, each marked create / update (with the changed fields) / unchanged."""
+    """Product attributes per active listing, each marked create / update / unchanged / adopt / conflict.
+
+    Compared with what was last delivered (the local state), else with what Optiply holds for our
+    remoteId; in the main marketplace an existing Optiply product with the same match key is adopted.
+    """
     country = context.partition_key
-    frame = payloads.optiply_product_payloads(
-        enriched_catalog, MARKETPLACES[country].marketplace_id, country == settings.main
-    )
+    is_main = country == settings.main
+    frame = payloads.optiply_product_payloads(enriched_catalog, MARKETPLACES[country].marketplace_id, is_main)
     delivered = sync_state.open().records(PRODUCTS, country)
-    plan = payloads.plan_product_writes(frame, delivered[delivered["state"] == "done"])
+    plan = payloads.plan_product_writes(
+        frame,
+        delivered[delivered["state"] == "done"],
+        optiply_existing_products,
+        settings.match_key,
+        adopt_existing=is_main,
+    )
+    conflicts = plan[plan["action"] == "conflict"]
     yield dg.Output(plan, metadata=frame_metadata(plan, actions=plan["action"].value_counts().to_dict()))
+    yield dg.AssetCheckResult(
+        check_name="products_unambiguous",
+        passed=conflicts.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "conflicts": len(conflicts),
+            "conflicting": markdown_rows(conflicts[["remoteId", "changed"]]),
+        },
+    )
     yield schema_check(plan, schemas.OptiplyProductPayloads)
 
 
@@ -55,9 +109,16 @@ def optiply_products(
     optiply_product_payloads: pd.DataFrame,
     optiply: OptiplyResource,
     sync_state: SyncStateResource,
+    settings: IntegrationSettings,
 ) -> dg.MaterializeResult:
-    """Products delivered to Optiply: new ones POSTed, changed ones PATCHed, the remoteId -> id map kept."""
+    """Products delivered to Optiply: new ones POSTed, changed or adopted ones PATCHed, the id map kept.
+
+    Never in the secondary flavour: there another shop system owns the products.
+    """
     country = context.partition_key
+    if not settings.writes_products:
+        context.log.info("Secondary flavour: products are not written to Optiply.")
+        return dg.MaterializeResult(metadata={"flavour": settings.flavour, "products_written": 0})
     state = sync_state.open()
     with optiply.client(state) as client:
         report = deliver_products(client, state, country, optiply_product_payloads)
@@ -67,6 +128,8 @@ def optiply_products(
             "products_created": report.counts.get("created", 0),
             "products_updated": report.counts.get("updated", 0),
             "products_unchanged": report.counts.get("unchanged", 0),
+            "products_adopted": report.counts.get("adopted", 0),
+            "products_in_conflict": report.counts.get("conflict", 0),
             "writes_recovered": report.recovered,
             "products_known": int((state.records(PRODUCTS, country)["state"] == "done").sum()),
         }
@@ -89,38 +152,64 @@ def optiply_products(
 def optiply_sell_order_payloads(
     context: dg.AssetExecutionContext,
     orders_report: pd.DataFrame,
+    catalog_identifiers: pd.DataFrame,
+    optiply_existing_products: pd.DataFrame,
     sync_state: SyncStateResource,
     settings: IntegrationSettings,
 ):
-    """Sell-order lines with their order's fields, the Optiply product id per line, and what to do with each order."""
+    """Sell-order lines with their order's fields, the Optiply product id per line, and what to do with each order.
+
+    Full flavour: lines point at the products this integration delivered. Secondary flavour: at the
+    existing Optiply product with the line's SKU or EAN (the match key).
+    """
     country = context.partition_key
     state = sync_state.open()
-    products = state.records(PRODUCTS, country)
-    products = products[products["state"] == "done"]
-    product_ids = pd.Series(products["optiply_id"].to_numpy(), index=products["remote_id"])
+    if settings.writes_products:
+        products = state.records(PRODUCTS, country)
+        products = products[products["state"] == "done"]
+        matcher = payloads.OwnProducts(
+            pd.Series(products["optiply_id"].to_numpy(), index=products["remote_id"]),
+            MARKETPLACES[country].marketplace_id,
+            country == settings.main,
+        )
+    else:
+        matcher = payloads.ExistingProducts(
+            optiply_existing_products, settings.match_key, catalog_identifiers
+        )
     delivered = state.records(SELL_ORDERS, country)
     _, orders_start = state.order_cursor(country)
+    now = pd.Timestamp.now(tz="UTC")
     lines = payloads.sell_order_lines(
         orders_report,
-        product_ids,
-        MARKETPLACES[country].marketplace_id,
-        country == settings.main,
+        matcher,
         pd.Timestamp(orders_start),
-        set(delivered.loc[delivered["state"] == "done", "remote_id"]),
+        set(delivered.loc[delivered["state"].isin(["done"]), "remote_id"]),
+        held_since=state.held_since(SELL_ORDERS, country),
+        now=now,
+        held_retention=pd.Timedelta(days=settings.held_order_retention_days),
     )
     orders = lines.drop_duplicates("remoteId")
-    held = lines[lines["disposition"].isin(HELD_DISPOSITIONS)]
+    held = lines[lines["disposition"].isin(HELD_DISPOSITIONS)].copy()
+    held["waiting_hours"] = (
+        (now - pd.to_datetime(held["held_since"], utc=True).fillna(now)).dt.total_seconds() / 3600
+    ).round(1)
+    given_up = lines[lines["disposition"] == GIVEN_UP]
     yield dg.Output(
         lines,
         metadata=frame_metadata(lines, orders_by_disposition=orders["disposition"].value_counts().to_dict()),
     )
     yield dg.AssetCheckResult(
         check_name="orders_held",
-        passed=held.empty,
+        passed=held.empty and given_up.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "orders_held": int(held["remoteId"].nunique()),
-            "held": markdown_rows(held[["remoteId", "sku", "disposition", "problem"]]),
+            "orders_given_up": int(given_up["remoteId"].nunique()),
+            "held_order_retention_days": settings.held_order_retention_days,
+            "held": markdown_rows(
+                held[["remoteId", "sku", "asin", "disposition", "problem", "held_since", "waiting_hours"]]
+            ),
+            "given_up": markdown_rows(given_up[["remoteId", "sku", "asin", "problem", "held_since"]]),
         },
     )
     yield schema_check(lines, schemas.OptiplySellOrderPayloads)
@@ -142,7 +231,7 @@ def optiply_sell_orders(
     country = context.partition_key
     state = sync_state.open()
     with optiply.client(state) as client:
-        report = deliver_sell_orders(client, state, country, optiply_sell_order_payloads)
+        report = deliver_sell_orders(client, state, country, optiply_sell_order_payloads, datetime.now(UTC))
     held = optiply_sell_order_payloads[optiply_sell_order_payloads["disposition"].isin(HELD_DISPOSITIONS)]
     held_since = pd.to_datetime(held["last_updated"], utc=True, format="ISO8601").min() if len(held) else None
     cursor = state.commit_orders_cursor(
@@ -153,9 +242,8 @@ def optiply_sell_orders(
             **frame_metadata(_writes_frame(report)),
             "orders_delivered": report.counts.get("delivered", 0),
             "orders_held": sum(report.counts.get(k, 0) for k in HELD_DISPOSITIONS),
-            "orders_skipped": sum(
-                report.counts.get(k, 0) for k in ("cancelled", "pending", "before_start", "already_delivered")
-            ),
+            "orders_given_up": report.counts.get(GIVEN_UP, 0),
+            "orders_skipped": sum(report.counts.get(k, 0) for k in SKIPPED_DISPOSITIONS),
             "orders_by_outcome": report.counts,
             "writes_recovered": report.recovered,
             "orders_cursor": str(cursor),

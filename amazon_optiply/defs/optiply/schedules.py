@@ -1,24 +1,60 @@
-"""The 30-minute sync: one run per marketplace, each materializing the whole graph for its partition."""
+"""The 30-minute sync: one run per marketplace, each materializing the graph for its partition.
+
+Built per flavour (read when the definitions load): the secondary flavour writes no products, so its job
+leaves out the stock and catalog chain behind them and fetches nothing it does not need.
+"""
 
 import dagster as dg
 
 from amazon_optiply.partitions import marketplace_partitions
 
-sync_job = dg.define_asset_job(
-    "sync_marketplace",
-    selection=dg.AssetSelection.all(),
-    partitions_def=marketplace_partitions,
-    description="Amazon -> Optiply for one marketplace: reports, stock, catalog, payloads, delivery.",
+PRODUCT_SIDE = dg.AssetSelection.assets(
+    "fba_inventory", "warehouse_stock", "enriched_catalog", "optiply_product_payloads", "optiply_products"
 )
 
 
-@dg.schedule(job=sync_job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
-def every_30_minutes(context: dg.ScheduleEvaluationContext):
-    """One run per marketplace; the `marketplace` tag lets the run queue keep one run per marketplace at a time."""
-    stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-    for marketplace in marketplace_partitions.get_partition_keys():
-        yield dg.RunRequest(
-            run_key=f"{marketplace}-{stamp}",
-            partition_key=marketplace,
-            tags={"marketplace": marketplace},
-        )
+def sync_job(flavour: str) -> dg.JobDefinition:
+    everything = dg.AssetSelection.all()
+    return dg.define_asset_job(
+        "sync_marketplace",
+        selection=everything - PRODUCT_SIDE if flavour == "secondary" else everything,
+        description=f"Amazon -> Optiply for one marketplace ({flavour} flavour): reports, stock, catalog, "
+        "payloads, delivery.",
+    )
+
+
+def every_30_minutes(job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    @dg.schedule(job=job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+    def every_30_minutes(context: dg.ScheduleEvaluationContext):
+        """One run per marketplace; the `marketplace` tag lets the run queue keep one run per marketplace at a time."""
+        stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+        for marketplace in marketplace_partitions.get_partition_keys():
+            yield dg.RunRequest(
+                run_key=f"{marketplace}-{stamp}",
+                partition_key=marketplace,
+                tags={"marketplace": marketplace},
+            )
+
+    return every_30_minutes
+
+
+def first_sync(job: dg.JobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(job=job, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+    def first_sync(context: dg.SensorEvaluationContext):
+        """A marketplace's first sync starts as soon as the platform is up, not at the next half hour.
+
+        One run per marketplace, once per instance (the run key makes later ticks skip it).
+        """
+        for marketplace in marketplace_partitions.get_partition_keys():
+            yield dg.RunRequest(
+                run_key=f"first-sync-{marketplace}",
+                partition_key=marketplace,
+                tags={"marketplace": marketplace},
+            )
+
+    return first_sync
+
+
+def sync_automation(flavour: str) -> dg.Definitions:
+    job = sync_job(flavour)
+    return dg.Definitions(jobs=[job], schedules=[every_30_minutes(job)], sensors=[first_sync(job)])

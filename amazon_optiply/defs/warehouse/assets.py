@@ -5,6 +5,7 @@ import pandas as pd
 
 from amazon_optiply import schemas
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
+from amazon_optiply.marketplaces import fba_pool, fba_pool_home
 from amazon_optiply.partitions import marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings
 from amazon_optiply.transforms import catalog
@@ -20,12 +21,29 @@ GROUP = "warehouse"
     check_specs=[schema_check_spec("warehouse_stock", blocking=True)],
 )
 def warehouse_stock(
-    listings_report: pd.DataFrame, fba_inventory: pd.DataFrame, settings: IntegrationSettings
+    context: dg.AssetExecutionContext,
+    listings_report: pd.DataFrame,
+    fba_inventory: pd.DataFrame,
+    settings: IntegrationSettings,
 ):
-    """Stock per SKU: FBA rows summed, or the listing quantity (the seed's fallback when FBA stock is 0)."""
-    frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source)
+    """Stock per SKU: FBA rows summed, or the listing quantity (the seed's fallback when FBA stock is 0).
+
+    A Pan-European FBA pool is counted in one marketplace only (the main one when it is in the pool).
+    """
+    country = context.partition_key
+    counts_pool = settings.counts_pooled_fba(country)
+    frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source, counts_pool)
     by_source = frame["stock_source"].value_counts().to_dict()
-    yield dg.Output(frame, metadata=frame_metadata(frame, skus_by_stock_source=by_source))
+    pool_home = fba_pool_home(settings.marketplace_codes, settings.main)[fba_pool(country)]
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(
+            frame,
+            skus_by_stock_source=by_source,
+            stock_source=settings.stock_source,
+            fba_pool_counted_in=pool_home,
+        ),
+    )
     yield schema_check(frame, schemas.WarehouseStock)
 
 
