@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from amazon_optiply.marketplaces import MARKETPLACES, Marketplace
+from amazon_optiply.marketplaces import MARKETPLACES, Marketplace, fba_pool
 
 SLOT = timedelta(minutes=30)
 OPTIPLY_NAME_LIMIT = 255
@@ -170,9 +170,15 @@ class SellerWorld:
         self._lock = threading.RLock()
         self.catalog = self._generate_catalog()
         self.base_listings = {mp: self._generate_listings(mp, i) for i, mp in enumerate(config.marketplaces)}
-        self.base_fba = {mp: self._generate_fba(mp) for mp in config.marketplaces}
+        # Marketplaces of one FBA pool (Pan-European FBA) share one inventory: the same frame, the same units.
+        self.pools: dict[str, list[str]] = {}
+        for mp in config.marketplaces:
+            self.pools.setdefault(fba_pool(mp), []).append(mp)
+        pool_fba = {pool: self._generate_fba(members[0]) for pool, members in self.pools.items()}
+        self.base_fba = {mp: pool_fba[fba_pool(mp)] for mp in config.marketplaces}
         self.listings = {mp: df.copy() for mp, df in self.base_listings.items()}
-        self.fba = {mp: df.copy() for mp, df in self.base_fba.items()}
+        current = {pool: fba.copy() for pool, fba in pool_fba.items()}
+        self.fba = {mp: current[fba_pool(mp)] for mp in config.marketplaces}
         self._slot = -1  # the state above is the base state, before the first slot after origin
         self._orders: dict[tuple[str, int], Order] = {}
 
@@ -310,7 +316,7 @@ class SellerWorld:
             rng = np.random.default_rng([self.config.seed, i, 3, slot])
             fba = self.fba[mp]
             k = round(len(fba) * self.config.stock_change_share)
-            if k:
+            if k and self.pools[fba_pool(mp)][0] == mp:  # a shared pool changes once per slot
                 rows = rng.choice(len(fba), size=k, replace=False)
                 fba.loc[rows, "fulfillable"] = rng.integers(0, 500, k)
                 fba.loc[rows, "last_updated"] = self.config.origin + slot * SLOT
@@ -423,13 +429,20 @@ class SellerWorld:
         return out
 
     # ---- ground truth ---------------------------------------------------------------------------------
-    def expected_products(self, mp: str, remote_id_suffix: str | None = None) -> pd.DataFrame:
-        """The Optiply products one marketplace should produce now (full flavour, FBA stock source).
+    def expected_products(
+        self,
+        mp: str,
+        remote_id_suffix: str | None = None,
+        stock_source: str = "fba",
+        counts_pooled_fba: bool = True,
+    ) -> pd.DataFrame:
+        """The Optiply products one marketplace should produce now (full flavour).
 
         One product per active listing. remoteId is the seller SKU (plus `_<marketplaceId>` outside the
         main marketplace). name: the report's item-name truncated to 255; eanCode: the first EAN of the
         ASIN in that marketplace; stockLevel: FBA totalQuantity summed over the SKU's rows, falling back to
-        the listing quantity when that is 0.
+        the listing quantity when that is 0 (stock_source "fba"), or the listing quantity only ("listing").
+        A marketplace that does not carry its Pan-EU pool (`counts_pooled_fba` False) gets no FBA units.
         """
         market: Marketplace = MARKETPLACES[mp]
         with self._lock:
@@ -450,6 +463,8 @@ class SellerWorld:
         active = listings[listings["status"] == "Active"].copy()
         quantity = active["quantity"].clip(lower=0)
         stock = active["sku"].map(fba_total).fillna(0).astype(int)
+        if stock_source == "listing" or not counts_pooled_fba:
+            stock = stock * 0
         active["stockLevel"] = np.where(stock > 0, stock, quantity)
         active["name"] = active["name"].map(lambda s: report_text(s, market.charset)[:OPTIPLY_NAME_LIMIT])
         active["eanCode"] = active["eans"].map(lambda e: e[0] if e else None)

@@ -31,11 +31,25 @@ class SyncHarness:
         assert not failed, failed
         return {r.marketplace: r.summary for r in results}
 
-    def expected_products(self) -> pd.DataFrame:
+    def check_metadata(self, marketplace: str, asset: str, check: str) -> dict:
+        """The metadata of the latest evaluation of a check in a marketplace's runs."""
+        for run in self.instance.get_runs(filters=dg.RunsFilter(tags={"marketplace": marketplace})):
+            for record in reversed(self.instance.all_logs(run.run_id)):
+                event = record.dagster_event
+                if event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
+                    continue
+                evaluation = event.event_specific_data
+                if evaluation.asset_key.to_user_string() == asset and evaluation.check_name == check:
+                    return {k: v.value for k, v in evaluation.metadata.items()} | {
+                        "passed": evaluation.passed
+                    }
+        raise AssertionError(f"no evaluation of {asset}:{check} for {marketplace}")
+
+    def expected_products(self, stock_source: str = "fba") -> pd.DataFrame:
         frames = []
         for code in MARKETPLACE_CODES:
             suffix = None if code == MAIN else MARKETPLACES[code].marketplace_id
-            frames.append(self.sandbox.world.expected_products(code, suffix))
+            frames.append(self.sandbox.world.expected_products(code, suffix, stock_source))
         return pd.concat(frames, ignore_index=True)
 
     def expected_orders(self):

@@ -190,9 +190,8 @@ def optiply_sell_order_payloads(
     )
     orders = lines.drop_duplicates("remoteId")
     held = lines[lines["disposition"].isin(HELD_DISPOSITIONS)].copy()
-    held["waiting_hours"] = (
-        (now - pd.to_datetime(held["held_since"], utc=True).fillna(now)).dt.total_seconds() / 3600
-    ).round(1)
+    waited = now - pd.to_datetime(held["held_since"], utc=True)  # NaT: held for the first time now
+    held["waiting_hours"] = (waited.dt.total_seconds() / 3600).fillna(0).round(1)
     given_up = lines[lines["disposition"] == GIVEN_UP]
     yield dg.Output(
         lines,
