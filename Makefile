@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test sync lint format sandbox
+.PHONY: run test sync soak bench lint format sandbox
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)  ## lint, format check and the whole test suite
 sync: $(STAMP)  ## one headless sync of every marketplace against the embedded sandbox
 	AMAZON_MARKETPLACES=$${AMAZON_MARKETPLACES:-DE,FR,US} DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home_sync} \
 	  sh -c 'mkdir -p "$$DAGSTER_HOME" && cp dagster.yaml "$$DAGSTER_HOME/" && $(PY) -m amazon_optiply.sync --embedded-sandbox'
+
+soak: $(STAMP)  ## 30 cycles of DE,US against the hostile sandbox, the sync killed twice; ground truth compared
+	$(PY) -m amazon_optiply.soak --cycles $${SOAK_CYCLES:-30} --kills $${SOAK_KILLS:-2}
+
+bench: $(STAMP)  ## performance figures against the sandbox: prints a table, writes bench/results.json
+	$(PY) -m amazon_optiply.bench --scale full
 
 sandbox: $(STAMP)  ## only the sandbox servers, in the foreground
 	$(PY) -m amazon_optiply.sandbox --sp-api-port 8701 --optiply-port 8702
