@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)  ## the sync on the embedded sandbox, with the Dagster UI on http://127.0.0.1:3000
 	scripts/run.sh
 
-test: $(STAMP)  ## lint, format check and the whole test suite
+.PHONY: browser-deps
+browser-deps:  ## Debian's chromium for the browser test (amazon_optiply_tests/ui), when missing
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+
+.PHONY: postgres-deps
+postgres-deps:  ## Debian's PostgreSQL server for the Postgres test (amazon_optiply_tests/sync/test_postgres.py), when missing
+	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { apt-get update && apt-get install -y postgresql; }
+
+test: $(STAMP) browser-deps postgres-deps  ## lint, format check and the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest

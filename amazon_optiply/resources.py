@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from sp_api.api import Inventories, Reports, Sellers
 from sp_api.api.catalog_items.catalog_items_2022_04_01 import CatalogItemsV20220401
 
 from amazon_optiply.clients.amazon import (
+    ReportDocumentError,
     SpApiCaller,
     SpApiCredentials,
     build_api,
@@ -37,6 +39,27 @@ from amazon_optiply.state import SyncState
 from amazon_optiply.transforms.optiply import FLAVOURS, MATCH_KEYS
 
 FINAL_REPORT_STATUSES = ("DONE", "CANCELLED", "FATAL")
+REUSABLE_REPORT_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "DONE")
+# A DONE report at most this old (by Amazon's clock) is read again instead of asking for a new one.
+REPORT_REUSE_FRESHNESS = timedelta(minutes=10)
+# How far back getReports looks for a queued or running report to reuse.
+REPORT_REUSE_LOOKBACK = timedelta(hours=1)
+# How long Amazon refuses a report type again after it ended FATAL in a marketplace (sp-api.md: FBA
+# near-real-time reports ~30 minutes, daily FBA reports ~4 hours). Other types (listings, orders): none.
+REPORT_COOLDOWNS: dict[str, timedelta] = {
+    "GET_FBA_MYI_UNSUPPRESSED_INVENTORY_DATA": timedelta(minutes=30),
+    "GET_FBA_MYI_ALL_INVENTORY_DATA": timedelta(minutes=30),
+    "GET_AFN_INVENTORY_DATA": timedelta(minutes=30),
+    "GET_AFN_INVENTORY_DATA_BY_COUNTRY": timedelta(minutes=30),
+    "GET_RESERVED_INVENTORY_DATA": timedelta(minutes=30),
+    "GET_FBA_FULFILLMENT_CURRENT_INVENTORY_DATA": timedelta(hours=4),
+    "GET_FBA_INVENTORY_PLANNING_DATA": timedelta(hours=4),
+}
+DOCUMENT_ATTEMPTS = 4
+
+
+def report_cooldown(report_type: str) -> timedelta:
+    return REPORT_COOLDOWNS.get(report_type, timedelta(0))
 
 
 class ReportFailed(RuntimeError):
@@ -54,6 +77,7 @@ class FetchedReport:
     charset: str | None
     seconds_waited: float
     polls: int
+    reused: bool = False  # an existing report of the same type, marketplace and window was read
 
 
 def require_https_unless_loopback(setting: str, url: str) -> None:
@@ -69,6 +93,35 @@ def require_https_unless_loopback(setting: str, url: str) -> None:
 
 def _parse_amazon_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _whole_seconds(t: datetime) -> datetime:
+    """A time as Amazon echoes it back: UTC, whole seconds."""
+    return t.astimezone(UTC).replace(microsecond=0)
+
+
+def _amazon_now(headers) -> datetime:
+    """Amazon's time from an answer's Date header; ours when it has none."""
+    try:
+        return parsedate_to_datetime((headers or {}).get("date") or "").astimezone(UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+
+
+def _refuse_inside_cooldown(
+    state: SyncState | None, country: str, report_type: str, amazon_now: datetime
+) -> None:
+    """Amazon ends a report requested again inside its type's cooldown FATAL: fail now, saying until when."""
+    cooldown = report_cooldown(report_type)
+    fatal = state.report_fatal(report_type, country) if state is not None and cooldown else None
+    if fatal is None:
+        return
+    at, reason = fatal
+    if amazon_now < at + cooldown:
+        raise ReportFailed(
+            f"{report_type} for {country} ended FATAL at {utc_iso(at)} ({reason}); Amazon refuses it again "
+            f"until {utc_iso(at + cooldown)} (its {cooldown} cooldown), so it was not requested again"
+        )
 
 
 class AmazonResource(dg.ConfigurableResource):
@@ -116,50 +169,59 @@ class AmazonResource(dg.ConfigurableResource):
         log,
         start: datetime | None = None,
         end: datetime | None = None,
+        state: SyncState | None = None,
     ) -> FetchedReport:
-        """Create a report, poll it until final within the deadline, and download its document."""
+        """A final report of this type, marketplace and window, with its document.
+
+        A queued, running or recently DONE report of the same type, marketplace and window is reused
+        (one getReports call); otherwise one is created, unless it ended FATAL within its type's cooldown
+        (remembered in `state`). The report is polled adaptively until final or the deadline. CANCELLED
+        comes back with no text (Amazon: no data for the window); FATAL raises ReportFailed with Amazon's
+        error document.
+        """
         api = self._api(Reports, country)
-        body: dict = {"reportType": report_type, "marketplaceIds": [MARKETPLACES[country].marketplace_id]}
-        if start is not None:
-            body["dataStartTime"] = utc_iso(start)
-        if end is not None:
-            body["dataEndTime"] = utc_iso(end)
-        report_id = self.caller.call(
-            "createReport", lambda: api.create_report(**body), expect="reportId"
-        ).payload["reportId"]
-        began = time.monotonic()
-        interval, polls = 0.2, 0
-        while True:
-            report = self.caller.call(
-                "getReport", lambda: api.get_report(report_id), expect="processingStatus"
-            ).payload
-            polls += 1
-            status = report["processingStatus"]
-            if status in FINAL_REPORT_STATUSES:
-                break
-            waited = time.monotonic() - began
-            if waited > self.report_deadline_seconds:
-                raise ReportFailed(
-                    f"{report_type} report {report_id} for {country} is still {status} after {waited:.0f} s "
-                    f"(deadline {self.report_deadline_seconds:.0f} s)"
-                )
-            if polls % 20 == 0:
-                log.info(f"{report_type} report {report_id} for {country}: {status} after {waited:.0f} s")
-            time.sleep(interval)
-            # Poll fast at first (small reports finish in seconds), then settle within getReport's 2/s budget.
-            interval = min(interval * 1.5, self.max_poll_interval_seconds)
-        waited = time.monotonic() - began
+        marketplace_id = MARKETPLACES[country].marketplace_id
+        found, amazon_now = self._reusable_report(api, report_type, marketplace_id, start, end)
+        if found is not None:
+            report_id = found["reportId"]
+            log.info(
+                f"reusing {report_type} report {report_id} for {country} "
+                f"({found['processingStatus']}, created {found.get('createdTime')})"
+            )
+        else:
+            _refuse_inside_cooldown(state, country, report_type, amazon_now)
+            body: dict = {"reportType": report_type, "marketplaceIds": [marketplace_id]}
+            if start is not None:
+                body["dataStartTime"] = utc_iso(start)
+            if end is not None:
+                body["dataEndTime"] = utc_iso(end)
+            report_id = self.caller.call(
+                "createReport", lambda: api.create_report(**body), expect="reportId"
+            ).payload["reportId"]
+        report, waited, polls = self._wait_until_final(api, report_id, report_type, country, log, found)
+        status = report["processingStatus"]
         data_start = _parse_amazon_time(report.get("dataStartTime"))
         data_end = _parse_amazon_time(report.get("dataEndTime"))
+        reused = found is not None
         if status == "CANCELLED":
+            if state is not None:
+                state.clear_report_fatal(report_type, country)
             return FetchedReport(
-                report_id, report_type, status, data_start, data_end, None, None, waited, polls
+                report_id, report_type, status, data_start, data_end, None, None, waited, polls, reused
             )
-        document = self._download(api, report["reportDocumentId"])
+        document = self._download(api, report["reportDocumentId"], f"{report_type} report {report_id}", log)
         if status == "FATAL":
-            raise ReportFailed(
-                f"{report_type} report {report_id} for {country} ended FATAL: {document.text.strip()[:500]}"
-            )
+            reason = " ".join(document.text.split())[:500] or "no error document text"
+            at = _parse_amazon_time(report.get("createdTime")) or amazon_now
+            message = f"{report_type} report {report_id} for {country} ended FATAL at {utc_iso(at)}: {reason}"
+            if state is not None:
+                state.record_report_fatal(report_type, country, report_id, at, reason)
+            cooldown = report_cooldown(report_type)
+            if cooldown:
+                message += f"; Amazon refuses it again until {utc_iso(at + cooldown)}"
+            raise ReportFailed(message)
+        if state is not None:
+            state.clear_report_fatal(report_type, country)
         return FetchedReport(
             report_id,
             report_type,
@@ -170,13 +232,96 @@ class AmazonResource(dg.ConfigurableResource):
             document.charset,
             waited,
             polls,
+            reused,
         )
 
-    def _download(self, api, document_id: str):
+    def _reusable_report(
+        self, api, report_type: str, marketplace_id: str, start: datetime | None, end: datetime | None
+    ) -> tuple[dict | None, datetime]:
+        """The newest queued, running or fresh DONE report of this type, marketplace and window; and Amazon's now.
+
+        Freshness is judged by Amazon's clock (the answer's Date header), as createdTime is Amazon's.
+        """
         answer = self.caller.call(
-            "getReportDocument", lambda: api.get_report_document(document_id), expect="url"
+            "getReports",
+            lambda: api.get_reports(
+                reportTypes=[report_type],
+                marketplaceIds=[marketplace_id],
+                processingStatuses=list(REUSABLE_REPORT_STATUSES),
+                createdSince=utc_iso(datetime.now(UTC) - REPORT_REUSE_LOOKBACK),
+                pageSize=100,
+            ),
+            expect="reports",
         )
-        return download_report_document(answer.payload["url"], answer.payload.get("compressionAlgorithm"))
+        amazon_now = _amazon_now(answer.headers)
+        candidates = []
+        for report in answer.payload["reports"]:
+            created = _parse_amazon_time(report.get("createdTime"))
+            if (
+                created is None
+                or report.get("reportType") != report_type
+                or report.get("marketplaceIds") != [marketplace_id]
+                or report.get("processingStatus") not in REUSABLE_REPORT_STATUSES
+            ):
+                continue
+            if start is not None and _parse_amazon_time(report.get("dataStartTime")) != _whole_seconds(start):
+                continue
+            if end is not None and _parse_amazon_time(report.get("dataEndTime")) != _whole_seconds(end):
+                continue
+            if report["processingStatus"] == "DONE" and amazon_now - created > REPORT_REUSE_FRESHNESS:
+                continue
+            candidates.append((created, report))
+        if not candidates:
+            return None, amazon_now
+        return max(candidates, key=lambda c: c[0])[1], amazon_now
+
+    def _wait_until_final(
+        self, api, report_id: str, report_type: str, country: str, log, known: dict | None
+    ) -> tuple[dict, float, int]:
+        """Poll getReport until the report is final: fast at first, then less often, never past the deadline."""
+        began = time.monotonic()
+        interval, polls = 0.2, 0
+        report = known
+        while True:
+            if report is None or report["processingStatus"] not in FINAL_REPORT_STATUSES:
+                report = self.caller.call(
+                    "getReport", lambda: api.get_report(report_id), expect="processingStatus"
+                ).payload
+                polls += 1
+            status = report["processingStatus"]
+            waited = time.monotonic() - began
+            if status in FINAL_REPORT_STATUSES:
+                return report, waited, polls
+            if waited > self.report_deadline_seconds:
+                raise ReportFailed(
+                    f"{report_type} report {report_id} for {country} is still {status} after {waited:.0f} s, "
+                    f"past the deadline of {self.report_deadline_seconds:.0f} s "
+                    "(AMAZON_REPORT_DEADLINE_SECONDS); the next run reuses it rather than asking again"
+                )
+            if polls % 20 == 0:
+                log.info(f"{report_type} report {report_id} for {country}: {status} after {waited:.0f} s")
+            time.sleep(min(interval, max(self.report_deadline_seconds - waited, 0) + 0.05))
+            # Small reports finish in seconds; long ones are asked about less often (getReport: 2/s, burst 15,
+            # shared by every run of the seller), at most every 15 s.
+            cap = max(self.max_poll_interval_seconds, min(waited / 10, 15.0))
+            interval = min(interval * 1.5, cap)
+
+    def _download(self, api, document_id: str, what: str, log):
+        """Get a fresh presigned URL and download; an expired URL or a truncated transfer is tried again."""
+        for attempt in range(1, DOCUMENT_ATTEMPTS + 1):
+            answer = self.caller.call(
+                "getReportDocument", lambda: api.get_report_document(document_id), expect="url"
+            )
+            try:
+                return download_report_document(
+                    answer.payload["url"], answer.payload.get("compressionAlgorithm")
+                )
+            except ReportDocumentError as exc:
+                if attempt == DOCUMENT_ATTEMPTS:
+                    raise ReportDocumentError(
+                        f"{what}: document {document_id} still unusable after {attempt} downloads: {exc}"
+                    ) from None
+                log.warning(f"{what}: document download {attempt} failed ({exc}); trying a fresh URL")
 
     def inventory_summaries(self, country: str) -> list[dict]:
         """Every FBA inventory summary of the marketplace, with details, following nextToken to the end."""
@@ -281,12 +426,21 @@ class IntegrationSettings(dg.ConfigurableResource):
     orders_overlap_minutes: int = 60
     held_order_retention_days: float = 14  # an order matching no product is retried this long, then given up
     catalog_refresh_days: int = 30
+    # Above this share of unusable listing rows, enriched_catalog's blocking check stops product delivery.
+    max_bad_row_share: float = 0.05
 
     @field_validator("stock_source")
     @classmethod
     def _stock_source(cls, value: str) -> str:
         if value not in ("fba", "listing"):
             raise ValueError(f"AMAZON_STOCK_SOURCE must be 'fba' or 'listing', not {value!r}")
+        return value
+
+    @field_validator("max_bad_row_share")
+    @classmethod
+    def _max_bad_row_share(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"MAX_BAD_ROW_SHARE must be between 0 and 1, not {value!r}")
         return value
 
     @field_validator("flavour")

@@ -1,7 +1,7 @@
 """The sync's durable memory, in a transactional database (SQLite by default, Postgres by URL).
 
 It holds what must survive runs and crashes: the catalog identifiers already fetched, the orders cursor
-per marketplace, every Optiply write (intended before it is sent, done after) with the remoteId -> Optiply
+per marketplace, the last FATAL per report type and marketplace (for Amazon's cooldowns), every Optiply write (intended before it is sent, done after) with the remoteId -> Optiply
 id map it yields, and the Optiply token (Optiply refuses a new one while the last is valid).
 """
 
@@ -51,6 +51,17 @@ optiply_records = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The last FATAL per report type and marketplace, so a report inside Amazon's cooldown is not asked for again.
+report_fatals = sa.Table(
+    "report_fatals",
+    metadata,
+    sa.Column("report_type", sa.String(100), primary_key=True),
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    sa.Column("report_id", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),  # Amazon's createdTime of the FATAL report
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
@@ -73,7 +84,11 @@ def _utc(value: datetime | None) -> datetime | None:
 class SyncState:
     def __init__(self, database_url: str) -> None:
         self.engine = sa.create_engine(database_url, future=True)
-        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            # Runs of several marketplaces start together; on Postgres, concurrent CREATE TABLEs collide.
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('amazon_optiply.state'))"))
+            metadata.create_all(conn)
 
     # ---- catalog identifiers --------------------------------------------------------------------------
     def cached_identifiers(self, marketplace: str) -> pd.DataFrame:
@@ -117,7 +132,9 @@ class SyncState:
             ).first()
         return (_utc(row.cursor), _utc(row.orders_start)) if row else (None, None)
 
-    def note_orders_window(self, marketplace: str, fetched_until: datetime, orders_start: datetime) -> None:
+    def note_orders_window(
+        self, marketplace: str, fetched_until: datetime | None, orders_start: datetime
+    ) -> None:
         with self.engine.begin() as conn:
             updated = conn.execute(
                 order_cursors.update()
@@ -248,6 +265,44 @@ class SyncState:
                     state="done",
                     attributes_json=attributes_json,
                     updated_at=_now(),
+                )
+            )
+
+    # ---- report FATALs -------------------------------------------------------------------------------
+    def report_fatal(self, report_type: str, marketplace: str) -> tuple[datetime, str] | None:
+        """(when, reason) of the last FATAL of this report type in this marketplace, if not cleared since."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(report_fatals.c.at, report_fatals.c.reason).where(
+                    report_fatals.c.report_type == report_type, report_fatals.c.marketplace == marketplace
+                )
+            ).first()
+        return (_utc(row.at), row.reason) if row else None
+
+    def record_report_fatal(
+        self, report_type: str, marketplace: str, report_id: str, at: datetime, reason: str
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                report_fatals.delete().where(
+                    report_fatals.c.report_type == report_type, report_fatals.c.marketplace == marketplace
+                )
+            )
+            conn.execute(
+                report_fatals.insert().values(
+                    report_type=report_type,
+                    marketplace=marketplace,
+                    report_id=report_id,
+                    at=at,
+                    reason=reason,
+                )
+            )
+
+    def clear_report_fatal(self, report_type: str, marketplace: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                report_fatals.delete().where(
+                    report_fatals.c.report_type == report_type, report_fatals.c.marketplace == marketplace
                 )
             )
 

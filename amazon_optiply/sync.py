@@ -47,10 +47,15 @@ def sync_marketplace(
     error = ""
     if not result.success:
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        error = "; ".join(
-            f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}" for e in failures
-        )
+        error = "; ".join(f"{e.step_key}: {_root_message(e.event_specific_data.error)}" for e in failures)
     return MarketplaceResult(marketplace, result.success, summary, error)
+
+
+def _root_message(error) -> str:
+    """The first line of the exception that started it: Dagster wraps an asset's error in its own."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0]
 
 
 def sync_all(instance: dg.DagsterInstance | None = None) -> list[MarketplaceResult]:

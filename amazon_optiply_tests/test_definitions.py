@@ -3,7 +3,7 @@
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -70,6 +70,14 @@ def test_schedule_requests_one_run_per_marketplace_every_30_minutes():
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert sorted(r.partition_key for r in requests) == ["DE", "US"]
     assert {r.tags["marketplace"] for r in requests} == {"DE", "US"}
+
+
+def test_deliveries_are_late_after_60_minutes():
+    """A marketplace whose delivery stalls turns visible: both delivery assets carry a freshness policy."""
+    graph = defs().resolve_asset_graph()
+    late_after_an_hour = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=60))
+    for name in ("optiply_products", "optiply_sell_orders"):
+        assert graph.get(dg.AssetKey(name)).freshness_policy == late_after_an_hour, name
 
 
 def test_secrets_are_env_vars_not_values():

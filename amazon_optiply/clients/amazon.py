@@ -165,6 +165,8 @@ class RequestBudget:
                     self.tokens -= 1
                     return waited
                 delay = (1 - self.tokens) / self.rate
+            if delay >= 5:  # a wait an operator should be able to explain
+                log.warning("waiting %.0f s for SP-API budget (%.4g requests/s)", delay, self.rate)
             time.sleep(delay)
             waited += delay
 
@@ -230,7 +232,11 @@ class SpApiCaller:
                     _clear_lwa_cache()  # a token revoked or from another endpoint: get a fresh one once
                     last_error = exc
                     continue
-                raise AmazonError(f"{operation}: access denied by Amazon: {_describe(exc)}") from None
+                raise AmazonError(
+                    f"{operation}: access denied by Amazon (403, not retried): {_describe(exc)}. Check that the "
+                    "seller authorised this app (SP_API_REFRESH_TOKEN) with the role this operation needs, "
+                    "for a marketplace the seller sells in (AMAZON_MARKETPLACES)"
+                ) from None
             except AuthorizationError as exc:
                 if exc.status_code >= 500:
                     last_error = exc
@@ -244,19 +250,25 @@ class SpApiCaller:
                 last_error = exc
                 if isinstance(exc, SellingApiRequestThrottledException):
                     self.stats.count(self.stats.throttled, operation)
+                    # A 429 may carry the live rate: wait by it, not by the documented (maybe stale) one.
+                    self._adopt_rate(budget, exc.headers)
                     budget.drain()
                 self._sleep(operation, attempt)
                 continue
             except SellingApiException as exc:
-                raise AmazonError(f"{operation} failed ({type(exc).__name__}): {_describe(exc)}") from None
-            self._adopt_rate(budget, response)
+                raise AmazonError(
+                    f"{operation} refused by Amazon ({getattr(exc, 'code', '?')} {type(exc).__name__}, not "
+                    f"retried): {_describe(exc)}"
+                ) from None
+            self._adopt_rate(budget, response.headers)
             if expect is not None and not _has_key(response, expect):
                 # python-amazon-sp-api turns a 429 or 503 without a JSON body into an empty answer.
                 last_error = AmazonUnavailableError(
                     f"{operation} returned an empty answer (throttled or unavailable)"
                 )
+                # It may as well be a 503 as a 429, and it carries no rate: back off (exponentially, with
+                # jitter, bounded) rather than wait a whole token at the documented, possibly much slower, rate.
                 self.stats.count(self.stats.throttled, operation)
-                budget.drain()
                 self._sleep(operation, attempt)
                 continue
             return response
@@ -271,10 +283,12 @@ class SpApiCaller:
         time.sleep(delay)
 
     @staticmethod
-    def _adopt_rate(budget: RequestBudget, response: ApiResponse) -> None:
+    def _adopt_rate(budget: RequestBudget, headers) -> None:
+        """Follow x-amzn-RateLimit-Limit (requests per second) when the answer carries it."""
         try:
-            rate = float(response.rate_limit) if response.rate_limit else None
-        except (TypeError, ValueError):
+            value = (headers or {}).get("x-amzn-RateLimit-Limit")
+            rate = float(value) if value else None
+        except (AttributeError, TypeError, ValueError):
             rate = None
         if rate and rate > 0:
             budget.adopt_rate(rate)

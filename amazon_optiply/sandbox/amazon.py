@@ -7,14 +7,17 @@ against it unchanged. The backend holds all state (reports, documents, tokens, c
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import secrets
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from urllib.parse import parse_qs
 
 from amazon_optiply.marketplaces import MARKETPLACES, MARKETPLACES_BY_ID
@@ -49,6 +52,7 @@ RATE_LIMITS: dict[str, tuple[float, int]] = {
 # FBA reports asked for again within this time go FATAL, as Amazon's near-real-time FBA reports do.
 COOLDOWN_REPORT_TYPES = {FBA_MYI_UNSUPPRESSED}
 REPORTS_PATH = "/reports/2021-06-30"
+REPORT_STATUSES = ("CANCELLED", "DONE", "FATAL", "IN_PROGRESS", "IN_QUEUE")
 INVENTORY_PAGE_SIZE = 50
 
 
@@ -147,6 +151,13 @@ class AmazonBackend:
         self.calls: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.base_url = ""
+        # Test hook: report type -> fn(text, country) applied to a rendered document before it is stored.
+        # A str is encoded in the marketplace's charset as usual; bytes are served as they are (so a test
+        # can plant bytes the charset cannot decode). Only DONE reports with data pass through it.
+        self.tamper_documents: dict[str, Callable[[str, str], str | bytes]] = {}
+        # Test hook: report type -> (outcome, reason): every new report of that type ends FATAL (with the
+        # reason in its error document) or CANCELLED, whatever its data, until the entry is removed.
+        self.forced_outcomes: dict[str, tuple[str, str]] = {}
         self._report_seq = 50_000_000_000 + (self.world.config.seed % 1000) * 1_000_000
 
     # ---- helpers -------------------------------------------------------------------------------------
@@ -198,7 +209,10 @@ class AmazonBackend:
             report.status = "CANCELLED"  # Amazon cancels a report whose window holds no data
             return
         charset = MARKETPLACES[mp].charset
-        report.document_id = self._store_document(report, encode_document(text, charset), charset)
+        tamper = self.tamper_documents.get(report.report_type)
+        content = tamper(text, mp) if tamper else text
+        body = encode_document(content, charset) if isinstance(content, str) else gzip.compress(content)
+        report.document_id = self._store_document(report, body, charset)
         report.status = "DONE"
 
     def _store_document(self, report: Report, body: bytes, charset: str) -> str:
@@ -227,7 +241,9 @@ class AmazonBackend:
                     )
                 else:
                     self.last_requested[key] = now
-            if outcome == "DONE" and self.faults.draw("report_fatal"):
+            if outcome == "DONE" and report_type in self.forced_outcomes:
+                outcome, reason = self.forced_outcomes[report_type]
+            elif outcome == "DONE" and self.faults.draw("report_fatal"):
                 outcome, reason = "FATAL", "internal error while generating the report (injected fault)"
             elif outcome == "DONE" and self.faults.draw("report_cancelled"):
                 outcome = "CANCELLED"
@@ -379,6 +395,8 @@ class AmazonApp:
                 )
             response = handler(request)
             response.headers.setdefault("x-amzn-RateLimit-Limit", rate["x-amzn-RateLimit-Limit"])
+            # Amazon's Date is Amazon's time; here that is the seller's clock, which tests freeze and advance.
+            response.headers.setdefault("Date", format_datetime(b.clock.now(), usegmt=True))
             response.headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
             return response
 
@@ -386,6 +404,8 @@ class AmazonApp:
 
     def lwa_token(self, request: Request) -> Response:
         b = self.backend
+        with b.lock:
+            b.calls["lwaToken"] += 1
         if b.faults.draw("lwa_outage"):
             return Response.json(500, {"error": "ServerError", "error_description": "Internal server error"})
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
@@ -488,6 +508,8 @@ class AmazonApp:
         b = self.backend
         token = request.param("nextToken")
         if token:
+            if set(request.query) - {"nextToken"}:
+                raise _ApiError(400, "InvalidInput", "nextToken must be the only parameter when it is given.")
             with b.lock:
                 entry = b.next_tokens.pop(token, None)
             if entry is None:
@@ -497,14 +519,23 @@ class AmazonApp:
             types = request.param_list("reportTypes")
             if not types:
                 raise _ApiError(400, "InvalidInput", "reportTypes is required when nextToken is not given.")
+            statuses = request.param_list("processingStatuses")
+            marketplaces = request.param_list("marketplaceIds")
+            if len(types) > 10 or len(marketplaces) > 10:
+                raise _ApiError(400, "InvalidInput", "reportTypes and marketplaceIds accept 1 to 10 values.")
+            unknown = set(statuses) - set(REPORT_STATUSES)
+            if unknown:
+                raise _ApiError(
+                    400, "InvalidInput", f"Invalid processingStatuses: {', '.join(sorted(unknown))}"
+                )
             page_size = _int_param(request, "pageSize", 10)
             if not 1 <= page_size <= 100:
                 raise _ApiError(400, "InvalidInput", "pageSize must be between 1 and 100.")
             now = b.clock.now()
             filters = {
                 "types": types,
-                "statuses": request.param_list("processingStatuses"),
-                "marketplaces": request.param_list("marketplaceIds"),
+                "statuses": statuses,
+                "marketplaces": marketplaces,
                 "since": _parse_time(request.param("createdSince"), "createdSince")
                 if request.param("createdSince")
                 else now - timedelta(days=90),

@@ -10,6 +10,8 @@ import pandas as pd
 
 OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
+# What the document download puts where the report held bytes its charset cannot decode.
+REPLACEMENT_CHARACTER = "\ufffd"
 
 FBA_COLUMNS = {
     "seller_sku": "string",
@@ -137,6 +139,7 @@ def enriched_catalog(
             "name": listings["item-name"].str.strip().astype("string"),
             "price": parse_amount(listings["price"]).round(2),
             "raw_price": listings["price"],
+            "raw_quantity": listings["quantity"],
             "listing_status": listings["status"].astype("string"),
             "fulfillment_channel": listings["fulfillment-channel"].astype("string"),
         }
@@ -149,7 +152,7 @@ def enriched_catalog(
     out["name"] = out["name"].str.slice(0, OPTIPLY_NAME_LIMIT)
     out["marketplace"] = marketplace
     out["problem"] = _listing_problems(out)
-    out = out.drop(columns=["raw_price", "ean_codes"])
+    out = out.drop(columns=["raw_price", "raw_quantity", "ean_codes"])
     return out.astype({"marketplace": "string", "problem": "string"})
 
 
@@ -163,8 +166,23 @@ def _listing_problems(rows: pd.DataFrame) -> pd.Series:
 
     flag(rows["sku"].fillna("") == "", "missing seller-sku")
     flag(rows["asin"].fillna("") == "", "missing asin1")
+    # A garbled SKU or ASIN would be another product, and a garbled name would overwrite a good one in
+    # Optiply: rows with undecodable bytes are set aside rather than delivered with U+FFFD in them.
+    for column, field in (("sku", "seller-sku"), ("asin", "asin1"), ("name", "item-name")):
+        flag(rows[column].str.contains(REPLACEMENT_CHARACTER, regex=False), f"undecodable bytes in {field}")
     flag(rows["name"].fillna("") == "", "missing item-name")
     flag(rows["price"].isna(), "unparsable price " + rows["raw_price"].fillna("").map(repr))
     flag((rows["price"] < 0) | (rows["price"] > MAX_PRICE), "price out of Optiply's range")
-    flag(rows["stock_level"].isna(), "unparsable or negative quantity")
+    # The listing quantity is checked even where FBA stock is used instead: a row this wrong is not trusted.
+    flag(
+        parse_quantity(rows["raw_quantity"].fillna("")).isna(),
+        "unparsable or negative quantity " + rows["raw_quantity"].fillna("").map(repr),
+    )
+    flag(rows["stock_level"].isna(), "no stock level")
     return problem
+
+
+def bad_row_share(rows_set_aside: int, malformed_rows: int, parsed_rows: int) -> float:
+    """The share of a report's data rows that cannot be delivered (malformed ones included); 1.0 when empty."""
+    total = parsed_rows + malformed_rows
+    return (rows_set_aside + malformed_rows) / total if total else 1.0

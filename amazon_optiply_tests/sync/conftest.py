@@ -79,3 +79,29 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         yield SyncHarness(sandbox, instance, orders_start)
     sandbox.stop()
+
+
+@pytest.fixture
+def sandbox_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The harness's sandbox seller and environment without a Dagster instance, for tests that bring their own.
+
+    Yields (sandbox, orders_start). SYNC_STATE_DATABASE_URL points at SQLite under tmp_path until the test
+    sets it.
+    """
+    config = SandboxConfig(
+        seller=SellerConfig(marketplaces=MARKETPLACE_CODES, skus=150, orders_per_day=60, seed=11),
+        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.2, rate_scale=50),
+        frozen_clock=True,
+    )
+    sandbox = Sandbox(config).start()
+    try:
+        orders_start = pd.Timestamp(config.seller.origin - timedelta(days=2))
+        for name, value in sandbox.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("ORDERS_START", orders_start.isoformat())
+        monkeypatch.setenv("OPTIPLY_MIN_WRITE_INTERVAL_SECONDS", "0")
+        monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path / 'state.sqlite'}")
+        monkeypatch.setenv("ASSET_STORAGE_PATH", str(tmp_path / "assets"))
+        yield sandbox, orders_start
+    finally:
+        sandbox.stop()

@@ -36,6 +36,7 @@ def _report_metadata(report: FetchedReport, malformed: pd.DataFrame) -> dict:
     return {
         "report_id": report.report_id,
         "report_status": report.status,
+        "report_reused": report.reused,
         "report_wait_seconds": round(report.seconds_waited, 2),
         "report_polls": report.polls,
         "data_start": str(report.data_start),
@@ -61,14 +62,15 @@ def _check_participation(country: str, amazon: AmazonResource) -> None:
 
 
 @raw_amazon_asset(check_specs=[schema_check_spec("listings_report")])
-def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource):
+def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource, sync_state: SyncStateResource):
     """The seller's listings in this marketplace (GET_MERCHANT_LISTINGS_ALL_DATA), as Amazon wrote them.
 
-    A report that fails (FATAL, deadline) fails this asset: it never becomes an empty catalogue or zero stock.
+    A report that fails (FATAL, CANCELLED, deadline) fails this asset: it never becomes an empty catalogue
+    or zero stock, and Optiply keeps the last values. A queued, running or recent report is reused.
     """
     country = context.partition_key
     _check_participation(country, amazon)
-    report = amazon.fetch_report(country, LISTINGS_REPORT, context.log)
+    report = amazon.fetch_report(country, LISTINGS_REPORT, context.log, state=sync_state.open())
     if report.status == "CANCELLED":
         raise dg.Failure(
             f"{LISTINGS_REPORT} report {report.report_id} for {country} was CANCELLED by Amazon; refusing to treat "
@@ -167,10 +169,21 @@ def orders_report(
     if cursor is not None:
         window_start = max(cursor - timedelta(minutes=settings.orders_overlap_minutes), orders_start)
     # No dataEndTime: Amazon ends the window at its own "now", and its answer tells us where that was.
-    report = amazon.fetch_report(country, ORDERS_REPORT, context.log, start=window_start)
+    report = amazon.fetch_report(country, ORDERS_REPORT, context.log, start=window_start, state=state)
     frame, malformed = parse_flat_file(report.text or "", ORDERS_REPORT, ORDERS_REQUIRED)
     frame = deduplicated_order_rows(frame).reset_index(drop=True)
-    state.note_orders_window(country, report.data_end or now, orders_start)
+    fetched_until = report.data_end or now
+    overlap = timedelta(minutes=settings.orders_overlap_minutes)
+    if report.status == "CANCELLED" and (cursor is None or fetched_until - cursor > overlap):
+        # CANCELLED means "no orders in the window", and the cursor moves on when the next window's overlap
+        # still covers this one. A longer window (the first, or a catch-up) is asked for again instead of
+        # trusted: if Amazon cancelled it wrongly, its orders would be out of reach for good.
+        context.log.warning(
+            f"{ORDERS_REPORT} report {report.report_id} for {country} was CANCELLED (no data) for a window "
+            f"from {window_start} longer than the overlap; the cursor stays and the window is asked again"
+        )
+        fetched_until = cursor
+    state.note_orders_window(country, fetched_until, orders_start)
     yield dg.Output(
         frame,
         metadata=frame_metadata(

@@ -1,6 +1,6 @@
 """Optiply layer per marketplace: the product and sell-order payloads, and their delivery to Optiply."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -15,6 +15,8 @@ from amazon_optiply.transforms import optiply as payloads
 from amazon_optiply.transforms.optiply import GIVEN_UP, HELD_DISPOSITIONS, SKIPPED_DISPOSITIONS
 
 GROUP = "optiply"
+# A delivery older than an hour (two missed 30-minute cycles) is late: the asset turns red in the UI.
+DELIVERY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=60))
 
 
 def _writes_frame(report) -> pd.DataFrame:
@@ -103,6 +105,7 @@ def optiply_product_payloads(
     group_name=GROUP,
     kinds={"optiply"},
     owners=["team:integrations"],
+    freshness_policy=DELIVERY_FRESHNESS,
 )
 def optiply_products(
     context: dg.AssetExecutionContext,
@@ -219,6 +222,7 @@ def optiply_sell_order_payloads(
     group_name=GROUP,
     kinds={"optiply"},
     owners=["team:integrations"],
+    freshness_policy=DELIVERY_FRESHNESS,
 )
 def optiply_sell_orders(
     context: dg.AssetExecutionContext,

@@ -47,6 +47,30 @@ def warehouse_stock(
     yield schema_check(frame, schemas.WarehouseStock)
 
 
+# Rows listed in the quarantine's metadata; the counts are always exact.
+QUARANTINE_LISTED = 1000
+
+
+def _listings_malformed(context: dg.AssetExecutionContext) -> tuple[int, dg.MetadataValue]:
+    """The rows listings_report set aside as malformed (wrong field count), from its latest materialization.
+
+    Those rows never reach the parsed frame, so their count and preview are read from its metadata.
+    """
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("listings_report"), asset_partitions=[context.partition_key]
+        ),
+        limit=1,
+    ).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    count = metadata.get("malformed_rows")
+    preview = metadata.get("malformed_preview")
+    return (
+        int(count.value) if count is not None else 0,
+        preview if preview is not None else dg.MetadataValue.md("_none_"),
+    )
+
+
 @dg.asset(
     partitions_def=marketplace_partitions,
     group_name=GROUP,
@@ -55,7 +79,10 @@ def warehouse_stock(
     check_specs=[
         schema_check_spec("enriched_catalog", blocking=True),
         dg.AssetCheckSpec(
-            "listings_deliverable", asset="enriched_catalog", description="Rows set aside, with why"
+            "listings_deliverable",
+            asset="enriched_catalog",
+            blocking=True,
+            description="The quarantine: listing rows set aside, with why; blocks delivery above MAX_BAD_ROW_SHARE",
         ),
     ],
 )
@@ -64,12 +91,21 @@ def enriched_catalog(
     listings_report: pd.DataFrame,
     catalog_identifiers: pd.DataFrame,
     warehouse_stock: pd.DataFrame,
+    settings: IntegrationSettings,
 ):
-    """One row per listing: name, SKU, EAN, price, stock, ASIN and marketplace, with a `problem` where unusable."""
+    """One row per listing: name, SKU, EAN, price, stock, ASIN and marketplace, with a `problem` where unusable.
+
+    Rows with a problem are never delivered. When too many rows are bad (or the report has none), the
+    report itself is suspect: the blocking `listings_deliverable` check fails with ERROR and no product is
+    written in this run, so Optiply keeps its last values.
+    """
     frame = catalog.enriched_catalog(
         listings_report, catalog_identifiers, warehouse_stock, context.partition_key
     )
     problems = frame[frame["problem"].notna()]
+    malformed_rows, malformed_preview = _listings_malformed(context)
+    share = catalog.bad_row_share(len(problems), malformed_rows, len(frame))
+    empty = len(frame) + malformed_rows == 0
     yield dg.Output(
         frame,
         metadata=frame_metadata(
@@ -80,13 +116,34 @@ def enriched_catalog(
             rows_set_aside=len(problems),
         ),
     )
+    blocked = empty or share > settings.max_bad_row_share
+    if empty:
+        verdict = "the listings report has no rows: not read as an empty catalogue, nothing delivered"
+    elif blocked:
+        verdict = (
+            f"{share:.1%} of listing rows are bad, above {settings.max_bad_row_share:.1%}: nothing delivered"
+        )
+    elif len(problems) or malformed_rows:
+        verdict = "bad rows set aside; the other rows are delivered"
+    else:
+        verdict = "every row deliverable"
     yield dg.AssetCheckResult(
         check_name="listings_deliverable",
-        passed=problems.empty,
-        severity=dg.AssetCheckSeverity.WARN,
+        passed=not blocked and problems.empty and malformed_rows == 0,
+        severity=dg.AssetCheckSeverity.ERROR if blocked else dg.AssetCheckSeverity.WARN,
+        description=verdict,
         metadata={
+            "verdict": verdict,
+            "listing_rows": len(frame) + malformed_rows,
             "rows_set_aside": len(problems),
-            "set_aside": markdown_rows(problems[["sku", "asin", "problem"]]),
+            "malformed_rows": malformed_rows,
+            "bad_row_share": round(share, 4),
+            "max_bad_row_share": settings.max_bad_row_share,
+            "names_truncated": int(frame["name_truncated"].sum()),
+            "set_aside": markdown_rows(
+                problems[["sku", "asin", "listing_status", "problem"]], limit=QUARANTINE_LISTED
+            ),
+            "malformed": malformed_preview,
         },
     )
     yield schema_check(frame, schemas.EnrichedCatalog)

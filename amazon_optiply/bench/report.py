@@ -1,0 +1,159 @@
+"""The plain-text table the bench prints: one block per section, each with the command reproducing it."""
+
+from __future__ import annotations
+
+from amazon_optiply.bench import command
+
+
+def _row(cells: list, widths: list[int]) -> str:
+    return "  ".join(
+        str(c).ljust(w) if i == 0 else str(c).rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def _grid(header: list[str], rows: list[list]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return ["  " + _row(header, widths), *("  " + _row(r, widths) for r in rows)]
+
+
+def api_block(api: dict, scale: str) -> list[str]:
+    main = api["main"]
+    cycles = ("first_sync", "steady_state", "no_change")
+    ops = sorted(
+        {op for c in cycles for op in main[c]["sp_api_calls"]}
+        | set(main["first_sync"]["lower_bound"]) - {"total"}
+    )
+    rows = []
+    for op in ops:
+        row = [op]
+        for c in cycles:
+            bound = main[c]["lower_bound"].get(op)
+            row += [main[c]["sp_api_calls"].get(op, 0), "-" if bound is None else bound]
+        rows.append(row)
+    per_cycle = {
+        "ratio: beyond polls / bound": lambda c: (
+            f"{c['calls_beyond_polls']}/{c['lower_bound']['total']}",
+            c["ratio"],
+        ),
+        "getReport polls, per report": lambda c: (c["getReport_polls"], c["polls_per_report"]),
+        "Optiply writes / changed": lambda c: (c["optiply_writes"], c["data"]["entities_changed"]),
+        "Optiply reads (GET)": lambda c: (c["optiply_reads"], "-"),
+    }
+    for label, cells in per_cycle.items():
+        rows.append([label, *(cell for c in cycles for cell in cells(main[c]))])
+    header = ["operation", "first", "bound", "steady", "bound", "no-change", "bound"]
+    s = main["steady_state"]["data"]
+    return [
+        f"1. API efficiency per cycle ({api['marketplace']}, {main['skus']} SKUs, {main['fba_rows']} FBA rows; "
+        f"steady: {s['changed_fba_rows']} FBA rows changed, {main['new_orders_per_cycle']} new orders/cycle, "
+        f"{s['new_asins']} new ASINs)",
+        f"   how: {api['how']}",
+        *_grid(header, rows),
+        f"   reproduce: {command(scale, 'api')}",
+    ]
+
+
+def latency_block(lat: dict, scale: str) -> list[str]:
+    bands = ((5, 30), (30, 120), (120, 601))
+    rows = []
+    for lo, hi in bands:
+        picked = [s for s in lat["samples"] if lo <= s["processing_seconds"] < hi]
+        if picked:
+            worst = max(s["latency_seconds"] for s in picked)
+            mean_polls = sum(s["polls"] for s in picked) / len(picked)
+            tap = sum(s["tap_latency_seconds"] for s in picked) / len(picked)
+            rows.append(
+                [f"{lo}-{min(hi, 600)} s", len(picked), f"{worst:.2f}", f"{mean_polls:.1f}", f"{tap:.1f}"]
+            )
+    return [
+        f"2. Report latency, DONE -> document parsed (n={len(lat['samples'])}, processing 5 s..10 min)",
+        f"   how: {lat['how']}",
+        f"   median {lat['median_seconds']} s, p95 {lat['p95_seconds']} s, max {lat['max_seconds']} s; "
+        f"{lat['polls_per_report']} getReport polls/report; max {lat['max_getReport_calls_in_1s']} getReport "
+        f"calls in any 1 s; {lat['getReport_throttled']} throttled",
+        f"   the 30 s fixed-interval tap on the same samples: median {lat['tap_30s_median_seconds']} s, "
+        f"mean {lat['tap_30s_mean_seconds']} s (15 s for uniformly spread processing times)",
+        *_grid(["processing", "n", "max latency s", "polls", "tap mean s"], rows),
+        f"   reproduce: {command(scale, 'latency')}",
+    ]
+
+
+def projection_block(proj: dict, scale: str) -> list[str]:
+    rows = []
+    for cycle in ("first_sync", "steady_state"):
+        for n, p in proj[cycle].items():
+            amazon = sum(v for k, v in p["seconds"].items() if k != "optiply_writes")
+            rows.append(
+                [
+                    f"{cycle} {int(n):,} SKUs",
+                    f"{amazon:.0f}",
+                    f"{p['seconds']['optiply_writes']:.0f}",
+                    f"{p['total_seconds']:.0f}",
+                    f"{p['dominant']} ({p['dominant_seconds']:.0f} s)",
+                ]
+            )
+    refresh = ", ".join(f"{int(n):,}: {s:.0f} s" for n, s in proj["catalog_refresh_cycle"].items())
+    return [
+        f"3. Projected cycle time at Amazon's documented rates, one marketplace (fitted on {proj['measured_at_skus']} SKUs)",
+        "   how: calls = a + b*SKUs per operation through the two measured sellers; max(0, calls-burst)/rate, summed;",
+        "        Optiply writes at 0.2 s each; report processing time (undocumented) and getReport polls not included",
+        *_grid(["cycle", "SP-API s", "Optiply s", "total s", "dominant"], rows),
+        f"   catalog refresh cycle (every CATALOG_REFRESH_DAYS all ASINs again, searchCatalogItems alone): {refresh}",
+        f"   reproduce: {command(scale, 'api,projection')}",
+    ]
+
+
+def transform_block(t: dict, scale: str) -> list[str]:
+    d = t["documents"]
+    stages = ", ".join(f"{k} {v}" for k, v in t["stages_seconds"].items())
+    return [
+        f"4. Transform: {d['listings_rows']:,} listings + {d['fba_rows']:,} FBA rows + {d['identifier_rows']:,} identifiers -> "
+        f"{t['payload_rows']:,} payload rows (pandera included; all valid: {all(t['validated'].values())})",
+        "   how: sandbox renderers on synthesized frames; measured in a fresh subprocess (see results.json)",
+        f"   wall {t['wall_seconds']} s; pyarrow floor {t['floor_seconds']} s; ratio {t['ratio_to_floor']}x; "
+        f"peak RSS {t['peak_rss_mb']:.0f} MB (after imports {t['rss_after_imports_mb']:.0f} MB)",
+        f"   stages (s): {stages}",
+        f"   reproduce: {command(scale, 'transform')}",
+    ]
+
+
+def e2e_block(e: dict, scale: str) -> list[str]:
+    b = e["overhead_breakdown_seconds"]
+    return [
+        f"5. End to end: first sync of {'/'.join(e['marketplaces'])} x {e['skus']:,} SKUs ({e['orders_per_day']} orders/day), "
+        f"success {e['success']}",
+        "   how: fresh process, sandbox in-process (reports 0.25 s, rates x50, Optiply writes unspaced)",
+        f"   wall {e['wall_seconds']} s = work {e['work_seconds']} s (sum of {e['steps']} step durations) + "
+        f"Dagster overhead {e['dagster_overhead_seconds']} s ({e['dagster_overhead_share']:.0%})",
+        "   overhead: " + ", ".join(f"{k} {v}" for k, v in b.items()),
+        "   slowest steps (s): " + ", ".join(f"{k} {v}" for k, v in e["slowest_steps_seconds"].items()),
+        f"   reproduce: {command(scale, 'e2e')}",
+    ]
+
+
+BLOCKS = {
+    "api": api_block,
+    "latency": latency_block,
+    "projection": projection_block,
+    "transform": transform_block,
+    "e2e": e2e_block,
+}
+
+
+def targets_block(results: dict) -> list[str]:
+    lines = ["Targets:"]
+    for section in BLOCKS:
+        for t in (results.get(section) or {}).get("targets", []):
+            verdict = "met   " if t["met"] else f"MISSED by {t['missed_by']}:"
+            lines.append(f"  {verdict} {t['name']} (target {t['target']}, measured {t['value']})")
+    return lines
+
+
+def table(results: dict) -> str:
+    scale = results["scale"]
+    lines = [f"amazon-optiply bench, scale {scale}, {results['generated_at']} ({results['machine']})", ""]
+    for section, block in BLOCKS.items():
+        if results.get(section):
+            lines += [*block(results[section], scale), ""]
+    return "\n".join(lines + targets_block(results))
