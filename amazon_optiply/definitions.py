@@ -48,6 +48,7 @@ def resources() -> dict[str, object]:
             orders_overlap_minutes=int(env("ORDERS_OVERLAP_MINUTES", "60")),
             held_order_retention_days=float(env("HELD_ORDER_RETENTION_DAYS", "14")),
             catalog_refresh_days=int(env("CATALOG_REFRESH_DAYS", "30")),
+            fba_full_refresh_hours=float(env("FBA_FULL_REFRESH_HOURS", "24")),
             max_bad_row_share=float(env("MAX_BAD_ROW_SHARE", "0.05")),
         ),
         "io_manager": ParquetIOManager(base_path=env("ASSET_STORAGE_PATH", "")),

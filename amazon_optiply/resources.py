@@ -301,10 +301,9 @@ class AmazonResource(dg.ConfigurableResource):
             if polls % 20 == 0:
                 log.info(f"{report_type} report {report_id} for {country}: {status} after {waited:.0f} s")
             time.sleep(min(interval, max(self.report_deadline_seconds - waited, 0) + 0.05))
-            # Small reports finish in seconds; long ones are asked about less often (getReport: 2/s, burst 15,
-            # shared by every run of the seller), at most every 15 s.
-            cap = max(self.max_poll_interval_seconds, min(waited / 10, 15.0))
-            interval = min(interval * 1.5, cap)
+            # At most one poll a second: DONE is seen within a second, and the two SP-API steps the
+            # `amazon_sp_api` pool lets run at once stay within getReport's 2 per second.
+            interval = min(interval * 1.5, self.max_poll_interval_seconds)
 
     def _download(self, api, document_id: str, what: str, log):
         """Get a fresh presigned URL and download; an expired URL or a truncated transfer is tried again."""
@@ -323,14 +322,22 @@ class AmazonResource(dg.ConfigurableResource):
                     ) from None
                 log.warning(f"{what}: document download {attempt} failed ({exc}); trying a fresh URL")
 
-    def inventory_summaries(self, country: str) -> list[dict]:
-        """Every FBA inventory summary of the marketplace, with details, following nextToken to the end."""
+    def inventory_summaries(
+        self, country: str, changed_since: datetime | None = None
+    ) -> Iterator[tuple[list[dict], datetime]]:
+        """FBA inventory summaries of the marketplace, with details, a page at a time (following nextToken).
+
+        With `changed_since`, only the summaries Amazon changed since then (startDateTime): a steady-state
+        cycle then costs pages for the changed rows, not for the whole inventory. Each page comes with
+        Amazon's time of the answer (its Date header), from which the next cycle's window starts.
+        """
         api = self._api(Inventories, country)
         marketplace_id = MARKETPLACES[country].marketplace_id
-        summaries: list[dict] = []
         next_token = None
         while True:
             params = {"details": True, "marketplaceIds": [marketplace_id], "granularityId": marketplace_id}
+            if changed_since is not None:
+                params["startDateTime"] = utc_iso(changed_since)
             if next_token:
                 params["nextToken"] = next_token
             answer = self.caller.call(
@@ -338,10 +345,10 @@ class AmazonResource(dg.ConfigurableResource):
                 lambda p=params: api.get_inventory_summary_marketplace(**p),
                 expect="inventorySummaries",
             )
-            summaries.extend(answer.payload["inventorySummaries"])
+            yield answer.payload["inventorySummaries"], _amazon_now(answer.headers)
             next_token = (answer.pagination or {}).get("nextToken")
             if not next_token:
-                return summaries
+                return
 
     def catalog_items(self, country: str, asins: list[str]) -> Iterator[list[dict]]:
         """Catalog items with identifiers and summaries, 20 ASINs a call (pageSize 20, so one page each)."""
@@ -426,6 +433,7 @@ class IntegrationSettings(dg.ConfigurableResource):
     orders_overlap_minutes: int = 60
     held_order_retention_days: float = 14  # an order matching no product is retried this long, then given up
     catalog_refresh_days: int = 30
+    fba_full_refresh_hours: float = 24  # between full inventory reads; cycles in between ask what changed
     # Above this share of unusable listing rows, enriched_catalog's blocking check stops product delivery.
     max_bad_row_share: float = 0.05
 

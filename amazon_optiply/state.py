@@ -62,12 +62,38 @@ report_fatals = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
 )
 
+# The FBA inventory as last read, so a cycle asks Amazon only for what changed since (startDateTime).
+fba_inventory = sa.Table(
+    "fba_inventory",
+    metadata,
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    sa.Column("seller_sku", sa.String(255), primary_key=True),
+    sa.Column("fn_sku", sa.String(64), primary_key=True),  # "" when Amazon sends none
+    sa.Column("condition", sa.String(64), primary_key=True),
+    sa.Column("asin", sa.String(20), nullable=True),
+    sa.Column("total_quantity", sa.BigInteger, nullable=False),
+    sa.Column("fulfillable_quantity", sa.BigInteger, nullable=False),
+)
+
+fba_reads = sa.Table(
+    "fba_reads",
+    metadata,
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    sa.Column("read_until", sa.DateTime(timezone=True), nullable=False),  # Amazon's clock
+    sa.Column("full_read_at", sa.DateTime(timezone=True), nullable=False),  # ours
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def _now() -> datetime:
@@ -305,6 +331,52 @@ class SyncState:
                     report_fatals.c.report_type == report_type, report_fatals.c.marketplace == marketplace
                 )
             )
+
+    # ---- FBA inventory --------------------------------------------------------------------------------
+    FBA_KEY = ("seller_sku", "fn_sku", "condition")
+
+    def fba_reads(self, marketplace: str) -> tuple[datetime | None, datetime | None]:
+        """(until when Amazon's changes were read, when the last full read was), or Nones."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(fba_reads).where(fba_reads.c.marketplace == marketplace)).first()
+        return (_utc(row.read_until), _utc(row.full_read_at)) if row else (None, None)
+
+    def store_fba(self, marketplace: str, rows: pd.DataFrame, read_until: datetime, full: bool) -> None:
+        """Replace the snapshot (a full read) or upsert the changed rows, and note the read, in one go."""
+        records = rows.assign(
+            marketplace=marketplace, fn_sku=rows["fn_sku"].fillna(""), condition=rows["condition"].fillna("")
+        )[[c.name for c in fba_inventory.columns]].to_dict("records")
+        with self.engine.begin() as conn:
+            mine = fba_inventory.c.marketplace == marketplace
+            if full:
+                conn.execute(fba_inventory.delete().where(mine))
+            elif records:
+                keys = {tuple(r[k] for k in self.FBA_KEY) for r in records}
+                for chunk in _chunks(sorted(keys), 500):
+                    conn.execute(
+                        fba_inventory.delete().where(
+                            mine, sa.tuple_(*(fba_inventory.c[k] for k in self.FBA_KEY)).in_(chunk)
+                        )
+                    )
+            for chunk in _chunks(records, 5000):
+                conn.execute(fba_inventory.insert(), chunk)
+            previous = conn.execute(
+                sa.select(fba_reads).where(fba_reads.c.marketplace == marketplace)
+            ).first()
+            full_read_at = _now() if full or previous is None else previous.full_read_at
+            conn.execute(fba_reads.delete().where(fba_reads.c.marketplace == marketplace))
+            conn.execute(
+                fba_reads.insert().values(
+                    marketplace=marketplace, read_until=read_until, full_read_at=full_read_at
+                )
+            )
+
+    def fba_snapshot(self, marketplace: str) -> pd.DataFrame:
+        query = sa.select(fba_inventory).where(fba_inventory.c.marketplace == marketplace)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        frame = frame.drop(columns="marketplace").replace({"fn_sku": {"": None}, "condition": {"": None}})
+        return frame
 
     # ---- tokens ---------------------------------------------------------------------------------------
     def token_store(self, name: str) -> TokenStore:

@@ -45,6 +45,18 @@ class SyncHarness:
                     }
         raise AssertionError(f"no evaluation of {asset}:{check} for {marketplace}")
 
+    def materialization_metadata(self, marketplace: str, asset: str) -> dict:
+        """The metadata of an asset's latest materialization in a marketplace's runs."""
+        for run in self.instance.get_runs(filters=dg.RunsFilter(tags={"marketplace": marketplace})):
+            for record in reversed(self.instance.all_logs(run.run_id)):
+                event = record.dagster_event
+                if event is None or event.event_type_value != "ASSET_MATERIALIZATION":
+                    continue
+                mat = event.event_specific_data.materialization
+                if mat.asset_key.to_user_string() == asset:
+                    return {k: v.value for k, v in mat.metadata.items()}
+        raise AssertionError(f"no materialization of {asset} for {marketplace}")
+
     def expected_products(self, stock_source: str = "fba") -> pd.DataFrame:
         frames = []
         for code in MARKETPLACE_CODES:

@@ -32,19 +32,34 @@ def _writes_frame(report) -> pd.DataFrame:
     check_specs=[schema_check_spec("optiply_existing_products", blocking=True)],
 )
 def optiply_existing_products(
-    context: dg.AssetExecutionContext, optiply: OptiplyResource, sync_state: SyncStateResource
+    context: dg.AssetExecutionContext,
+    optiply: OptiplyResource,
+    sync_state: SyncStateResource,
+    settings: IntegrationSettings,
 ):
-    """The ENABLED products the Optiply account holds now (filter[status]=ENABLED, paged), whoever made them.
+    """The ENABLED products the Optiply account holds (filter[status]=ENABLED, paged), whoever made them.
 
-    Secondary flavour: the products order lines are matched to. Full flavour: what a first sync adopts
-    instead of duplicating, and how a deployment without local state finds what it delivered before.
+    Secondary flavour: the products order lines are matched to, read every cycle. Full flavour: read only
+    while this marketplace has no delivered product on record (a first sync, or a lost state database),
+    as the seed's ETL does: what a first sync adopts instead of duplicating, and how a deployment without
+    local state finds what it delivered before. Later cycles know their products and skip the read.
     """
-    with optiply.client(sync_state.open()) as client:
-        records = list(client.iter_records(PRODUCTS, {"status": "ENABLED"}))
-    frame = payloads.existing_products_frame(records, optiply.coupling_id)
+    country = context.partition_key
+    state = sync_state.open()
+    delivered = state.records(PRODUCTS, country)
+    if settings.writes_products and (delivered["state"] == "done").any():
+        frame = payloads.existing_products_frame([], optiply.coupling_id)
+        read = "skipped: this marketplace's products are on record"
+    else:
+        with optiply.client(state) as client:
+            records = list(client.iter_records(PRODUCTS, {"status": "ENABLED"}))
+        frame = payloads.existing_products_frame(records, optiply.coupling_id)
+        read = "all ENABLED products"
     yield dg.Output(
         frame,
-        metadata=frame_metadata(frame, products_of_this_coupling=int(frame["remoteId"].notna().sum())),
+        metadata=frame_metadata(
+            frame, read=read, products_of_this_coupling=int(frame["remoteId"].notna().sum())
+        ),
     )
     yield schema_check(frame, schemas.OptiplyExistingProducts)
 
