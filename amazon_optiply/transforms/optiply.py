@@ -125,6 +125,42 @@ def existing_products_frame(records: list[dict], coupling_id: int) -> pd.DataFra
     return frame.astype({"price": "float64"})
 
 
+def _attributes_column(frame: pd.DataFrame) -> list[str]:
+    """attributes_json for every row, without building a dict per row through pandas."""
+    price = frame["price"].astype("float64").round(2)
+    stock = frame["stockLevel"].astype("Int64")
+    out = []
+    for name, sku, ean, p, q in zip(
+        frame["name"], frame["skuCode"], frame["eanCode"], price, stock, strict=True
+    ):
+        out.append(
+            json.dumps(
+                {
+                    "eanCode": None if _is_missing(ean) else ean,
+                    "name": None if _is_missing(name) else name,
+                    "price": None if _is_missing(p) else float(p),
+                    "skuCode": None if _is_missing(sku) else sku,
+                    "stockLevel": None if _is_missing(q) else int(q),
+                },
+                ensure_ascii=False,
+            )
+        )
+    return out
+
+
+def _diff_columns(previous: pd.DataFrame, current: pd.DataFrame) -> pd.Series:
+    """Per row, the comma-joined attributes that differ (NaN/None equal to each other)."""
+    differs = pd.DataFrame(index=current.index)
+    for k in PRODUCT_ATTRIBUTES:
+        a, b = previous[k].astype(object), current[k].astype(object)
+        both_missing = a.isna() & b.isna()
+        differs[k] = ~both_missing & ((a != b) | a.isna() | b.isna())
+    names = np.array(sorted(PRODUCT_ATTRIBUTES))
+    matrix = differs[list(names)].to_numpy()
+    joined = [",".join(names[row]) if row.any() else "" for row in matrix]
+    return pd.Series(joined, index=current.index, dtype="string")
+
+
 def plan_product_writes(
     payloads: pd.DataFrame,
     delivered: pd.DataFrame,
@@ -140,48 +176,70 @@ def plan_product_writes(
     with `adopt_existing`, a product no coupling of ours claims and whose match key equals ours is taken
     over (`adopt`: PATCH the changed attributes and our remoteId). `changed` lists what a write sends.
     """
-    plan = payloads.copy()
-    plan["attributes"] = [attributes_json(r) for r in plan[PRODUCT_ATTRIBUTES].to_dict("records")]
-    existing = existing if existing is not None else existing_products_frame([], 0)
-    local = delivered.set_index("remote_id")
-    ours = existing[existing["remoteId"].notna()].drop_duplicates("remoteId").set_index("remoteId")
-    claimed = set(delivered["optiply_id"].dropna().astype(int)) | set(ours["optiply_id"].astype(int))
-    unclaimed = existing[~existing["optiply_id"].isin(claimed) & existing[match_key].notna()]
-    by_key = unclaimed.groupby(match_key)["optiply_id"].apply(list).to_dict()
+    plan = payloads.copy().reset_index(drop=True)
+    plan["attributes"] = _attributes_column(plan)
+    plan["action"] = pd.Series("create", index=plan.index, dtype="string")
+    plan["optiply_id"] = pd.array([pd.NA] * len(plan), dtype="Int64")
+    plan["changed"] = pd.Series("", index=plan.index, dtype="string")
+    plan["known_from"] = pd.Series("new", index=plan.index, dtype="string")
 
-    actions, ids, changed, sources = [], [], [], []
-    for row in plan.to_dict("records"):
-        remote_id, current = row["remoteId"], json.loads(row["attributes"])
-        action, optiply_id, diff, source = "create", pd.NA, [], "new"
-        if remote_id in local.index:
-            previous = json.loads(local.at[remote_id, "attributes_json"] or "{}")
-            optiply_id, source = int(local.at[remote_id, "optiply_id"]), "state"
-            diff = _changed(previous, current)
-            action = "update" if diff else "unchanged"
-        elif remote_id in ours.index:
-            optiply_id, source = int(ours.at[remote_id, "optiply_id"]), "optiply"
-            diff = _changed(json.loads(attributes_json(ours.loc[remote_id].to_dict())), current)
-            action = "update" if diff else "unchanged"
-        elif adopt_existing and not _is_missing(row[match_key]) and row[match_key] in by_key:
-            candidates = by_key[row[match_key]]
-            source = "optiply"
-            if len(candidates) == 1:
-                optiply_id = int(candidates[0])
-                match = existing[existing["optiply_id"] == optiply_id].iloc[0].to_dict()
-                diff = ["remoteId", *_changed(json.loads(attributes_json(match)), current)]
-                action = "adopt"
-                by_key.pop(row[match_key])  # one Optiply product is adopted by one listing only
-            else:
-                action = "conflict"
-                diff = [f"{match_key} {row[match_key]} is on Optiply products {sorted(candidates)}"]
-        actions.append(action)
-        ids.append(optiply_id)
-        changed.append(",".join(diff))
-        sources.append(source)
-    plan["action"] = pd.Series(actions, index=plan.index, dtype="string")
-    plan["optiply_id"] = pd.array(ids, dtype="Int64")
-    plan["changed"] = pd.Series(changed, index=plan.index, dtype="string")
-    plan["known_from"] = pd.Series(sources, index=plan.index, dtype="string")
+    # Known from the local state: compare with what was last sent, column by column.
+    local = delivered.drop_duplicates("remote_id").set_index("remote_id")
+    is_local = plan["remoteId"].isin(local.index)
+    if is_local.any():
+        rows = plan[is_local]
+        sent = local.loc[rows["remoteId"]]
+        previous = pd.DataFrame(
+            [json.loads(a or "{}") for a in sent["attributes_json"]],
+            columns=PRODUCT_ATTRIBUTES,
+            index=rows.index,
+        )
+        current = pd.DataFrame(
+            [json.loads(a) for a in rows["attributes"]], columns=PRODUCT_ATTRIBUTES, index=rows.index
+        )
+        changed = _diff_columns(previous, current)
+        plan.loc[is_local, "changed"] = changed
+        plan.loc[is_local, "action"] = changed.map(lambda c: "update" if c else "unchanged").astype("string")
+        plan.loc[is_local, "optiply_id"] = sent["optiply_id"].astype("Int64").to_numpy()
+        plan.loc[is_local, "known_from"] = "state"
+
+    # Unknown locally: what Optiply holds (few rows except on a first sync or after a lost state).
+    existing = existing if existing is not None else existing_products_frame([], 0)
+    if len(existing) and (~is_local).any():
+        ours = existing[existing["remoteId"].notna()].drop_duplicates("remoteId").set_index("remoteId")
+        claimed = set(delivered["optiply_id"].dropna().astype(int)) | set(ours["optiply_id"].astype(int))
+        unclaimed = existing[~existing["optiply_id"].isin(claimed) & existing[match_key].notna()]
+        by_key = unclaimed.groupby(match_key)["optiply_id"].apply(list).to_dict()
+        for i in plan.index[~is_local]:
+            remote_id, key = plan.at[i, "remoteId"], plan.at[i, match_key]
+            current = json.loads(plan.at[i, "attributes"])
+            if remote_id in ours.index:
+                diff = _changed(json.loads(attributes_json(ours.loc[remote_id].to_dict())), current)
+                plan.loc[i, ["action", "optiply_id", "changed", "known_from"]] = [
+                    "update" if diff else "unchanged",
+                    int(ours.at[remote_id, "optiply_id"]),
+                    ",".join(diff),
+                    "optiply",
+                ]
+            elif adopt_existing and not _is_missing(key) and key in by_key:
+                candidates = by_key[key]
+                if len(candidates) == 1:
+                    optiply_id = int(candidates[0])
+                    match = existing[existing["optiply_id"] == optiply_id].iloc[0].to_dict()
+                    diff = ["remoteId", *_changed(json.loads(attributes_json(match)), current)]
+                    plan.loc[i, ["action", "optiply_id", "changed", "known_from"]] = [
+                        "adopt",
+                        optiply_id,
+                        ",".join(diff),
+                        "optiply",
+                    ]
+                    by_key.pop(key)  # one Optiply product is adopted by one listing only
+                else:
+                    plan.loc[i, ["action", "changed", "known_from"]] = [
+                        "conflict",
+                        f"{match_key} {key} is on Optiply products {sorted(candidates)}",
+                        "optiply",
+                    ]
     return plan
 
 
