@@ -108,6 +108,7 @@ def optiply_product_payloads(
         passed=conflicts.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            "marketplace": context.partition_key,
             "conflicts": len(conflicts),
             "conflicting": markdown_rows(conflicts[["remoteId", "changed"]]),
         },
@@ -220,6 +221,7 @@ def optiply_sell_order_payloads(
         passed=held.empty and given_up.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            "marketplace": context.partition_key,
             "orders_held": int(held["remoteId"].nunique()),
             "orders_given_up": int(given_up["remoteId"].nunique()),
             "held_order_retention_days": settings.held_order_retention_days,

@@ -133,6 +133,7 @@ def enriched_catalog(
         severity=dg.AssetCheckSeverity.ERROR if blocked else dg.AssetCheckSeverity.WARN,
         description=verdict,
         metadata={
+            "marketplace": context.partition_key,
             "verdict": verdict,
             "listing_rows": len(frame) + malformed_rows,
             "rows_set_aside": len(problems),
