@@ -199,12 +199,11 @@ def measure(directory: Path) -> dict:
     listings, _malformed = parse_flat_file(text, LISTINGS_ALL, LISTINGS_REQUIRED)
     del text
     stage("listings_report", listings, schemas.ListingsReport)
-    summaries: list[dict] = []
+    # As the fba_inventory asset does: one page of summaries in memory at a time.
     with gzip.open(directory / FBA_FILE, "rt", encoding="utf-8") as pages:
-        for line in pages:
-            summaries.extend(json.loads(line)["payload"]["inventorySummaries"])
-    fba = catalog.fba_inventory_frame(summaries)
-    del summaries
+        fba = catalog.fba_inventory_frame_from_pages(
+            json.loads(line)["payload"]["inventorySummaries"] for line in pages
+        )
     stage("fba_inventory", fba, schemas.FbaInventory)
     read, parse = _tsv_options()
     table = pv.read_csv(

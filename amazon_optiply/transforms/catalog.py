@@ -5,6 +5,8 @@ Pure pandas: DataFrames in, DataFrames out, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -25,18 +27,22 @@ FBA_COLUMNS = {
 
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     """getInventorySummaries answers as one row per summary (a SKU may have several: conditions, FNSKUs)."""
-    rows = [
-        {
-            "seller_sku": s.get("sellerSku"),
-            "fn_sku": s.get("fnSku"),
-            "asin": s.get("asin"),
-            "condition": s.get("condition"),
-            "total_quantity": int(s.get("totalQuantity") or 0),
-            "fulfillable_quantity": int((s.get("inventoryDetails") or {}).get("fulfillableQuantity") or 0),
-        }
-        for s in summaries
-    ]
-    return pd.DataFrame(rows, columns=list(FBA_COLUMNS)).astype(FBA_COLUMNS)
+    return fba_inventory_frame_from_pages([summaries])
+
+
+def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
+    """The same from pages as they arrive: only column values are kept, never every page's dicts."""
+    columns: dict[str, list] = {name: [] for name in FBA_COLUMNS}
+    for summaries in pages:
+        columns["seller_sku"] += [s.get("sellerSku") for s in summaries]
+        columns["fn_sku"] += [s.get("fnSku") for s in summaries]
+        columns["asin"] += [s.get("asin") for s in summaries]
+        columns["condition"] += [s.get("condition") for s in summaries]
+        columns["total_quantity"] += [int(s.get("totalQuantity") or 0) for s in summaries]
+        columns["fulfillable_quantity"] += [
+            int((s.get("inventoryDetails") or {}).get("fulfillableQuantity") or 0) for s in summaries
+        ]
+    return pd.DataFrame(columns, columns=list(FBA_COLUMNS)).astype(FBA_COLUMNS)
 
 
 def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.DataFrame:

@@ -11,7 +11,11 @@ from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_c
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import SettingError, marketplace_partitions
 from amazon_optiply.resources import AmazonResource, FetchedReport, IntegrationSettings, SyncStateResource
-from amazon_optiply.transforms.catalog import FBA_COLUMNS, catalog_identifiers_frame, fba_inventory_frame
+from amazon_optiply.transforms.catalog import (
+    FBA_COLUMNS,
+    catalog_identifiers_frame,
+    fba_inventory_frame_from_pages,
+)
 from amazon_optiply.transforms.optiply import deduplicated_order_rows
 from amazon_optiply.transforms.reports import LISTINGS_REQUIRED, ORDERS_REQUIRED, parse_flat_file
 
@@ -104,11 +108,15 @@ def fba_inventory(
         hours=settings.fba_full_refresh_hours
     )
     since = None if full else read_until - FBA_READ_OVERLAP
-    pages, amazon_time = [], None
-    for summaries, answered_at in amazon.inventory_summaries(country, since):
-        pages.append(fba_inventory_frame(summaries))  # one page of dicts at a time in memory
-        amazon_time = amazon_time or answered_at
-    changed = pd.concat(pages, ignore_index=True) if pages else fba_inventory_frame([])
+    answered: list[datetime] = []
+
+    def pages():
+        for summaries, answered_at in amazon.inventory_summaries(country, since):
+            answered.append(answered_at)
+            yield summaries
+
+    changed = fba_inventory_frame_from_pages(pages())  # one page of dicts in memory at a time
+    amazon_time = answered[0] if answered else None
     state.store_fba(country, changed, amazon_time or datetime.now(UTC), full)
     frame = state.fba_snapshot(country).astype(FBA_COLUMNS)[list(FBA_COLUMNS)]
     yield dg.Output(
