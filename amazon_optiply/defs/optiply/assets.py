@@ -143,7 +143,6 @@ def optiply_products(
         report = deliver_products(client, state, country, optiply_product_payloads)
     return dg.MaterializeResult(
         metadata={
-            **frame_metadata(_writes_frame(report)),
             "products_created": report.counts.get("created", 0),
             "products_updated": report.counts.get("updated", 0),
             "products_unchanged": report.counts.get("unchanged", 0),
@@ -151,6 +150,8 @@ def optiply_products(
             "products_in_conflict": report.counts.get("conflict", 0),
             "writes_recovered": report.recovered,
             "products_known": int((state.records(PRODUCTS, country)["state"] == "done").sum()),
+            # The counts first, then what was written: the UI lists metadata in this order.
+            **frame_metadata(_writes_frame(report)),
         }
     )
 
@@ -259,7 +260,6 @@ def optiply_sell_orders(
     )
     return dg.MaterializeResult(
         metadata={
-            **frame_metadata(_writes_frame(report)),
             "orders_delivered": report.counts.get("delivered", 0),
             "orders_held": sum(report.counts.get(k, 0) for k in HELD_DISPOSITIONS),
             "orders_given_up": report.counts.get(GIVEN_UP, 0),
@@ -267,5 +267,7 @@ def optiply_sell_orders(
             "orders_by_outcome": report.counts,
             "writes_recovered": report.recovered,
             "orders_cursor": str(cursor),
+            # The counts first, then what was written: the UI lists metadata in this order.
+            **frame_metadata(_writes_frame(report)),
         }
     )
