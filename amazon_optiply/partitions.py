@@ -13,9 +13,13 @@ class SettingError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
+def marketplace_codes(raw: str) -> list[str]:
+    """AMAZON_MARKETPLACES as country codes: "de, FR" -> ["DE", "FR"]."""
+    return [c.strip().upper() for c in raw.split(",") if c.strip()]
+
+
 def configured_marketplaces() -> list[str]:
-    raw = os.environ.get("AMAZON_MARKETPLACES", "")
-    codes = [c.strip().upper() for c in raw.split(",") if c.strip()]
+    codes = marketplace_codes(os.environ.get("AMAZON_MARKETPLACES", ""))
     if not codes:
         raise SettingError(
             "AMAZON_MARKETPLACES is not set: give the seller's marketplaces as country codes, e.g. DE,FR"

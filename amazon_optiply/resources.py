@@ -34,7 +34,7 @@ from amazon_optiply.marketplaces import (
     fba_pool_home,
     marketplace_from_seller_central_url,
 )
-from amazon_optiply.partitions import SettingError
+from amazon_optiply.partitions import SettingError, marketplace_codes
 from amazon_optiply.state import SyncState
 from amazon_optiply.transforms.optiply import FLAVOURS, MATCH_KEYS
 
@@ -467,7 +467,7 @@ class IntegrationSettings(dg.ConfigurableResource):
 
     @property
     def marketplace_codes(self) -> list[str]:
-        return [code.strip().upper() for code in self.marketplaces.split(",") if code.strip()]
+        return marketplace_codes(self.marketplaces)
 
     @property
     def main(self) -> str:

@@ -203,32 +203,35 @@ class SyncState:
             rows = list(conn.execute(query).mappings())
         return pd.DataFrame(rows, columns=[c.name for c in optiply_records.columns])
 
+    def _record_state(self, conn, entity: str, remote_id: str):
+        """The row on record for this remote id (state, attributes_json), or None."""
+        return conn.execute(
+            sa.select(optiply_records.c.state, optiply_records.c.attributes_json).where(
+                optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+            )
+        ).first()
+
+    def _put_record(self, conn, entity: str, remote_id: str, **values) -> None:
+        """Replace the row of this remote id: one row per record, whatever its state."""
+        conn.execute(
+            optiply_records.delete().where(
+                optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+            )
+        )
+        conn.execute(
+            optiply_records.insert().values(entity=entity, remote_id=remote_id, updated_at=_now(), **values)
+        )
+
     def record_intent(
         self, entity: str, remote_id: str, marketplace: str, optiply_id: int | None = None
     ) -> None:
         """Write down a write before sending it, so a crash in between is found and resolved next run."""
         with self.engine.begin() as conn:
-            existing = conn.execute(
-                sa.select(optiply_records.c.state).where(
-                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
-                )
-            ).first()
+            existing = self._record_state(conn, entity, remote_id)
             if existing is not None and existing.state in ("intended", "done"):
                 return
-            conn.execute(
-                optiply_records.delete().where(
-                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
-                )
-            )
-            conn.execute(
-                optiply_records.insert().values(
-                    entity=entity,
-                    remote_id=remote_id,
-                    marketplace=marketplace,
-                    optiply_id=optiply_id,
-                    state="intended",
-                    updated_at=_now(),
-                )
+            self._put_record(
+                conn, entity, remote_id, marketplace=marketplace, optiply_id=optiply_id, state="intended"
             )
 
     def record_held(
@@ -238,28 +241,17 @@ class SyncState:
         state = "given_up" if given_up else "held"
         with self.engine.begin() as conn:
             for remote_id, problem in held.items():
-                row = conn.execute(
-                    sa.select(optiply_records.c.state, optiply_records.c.attributes_json).where(
-                        optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
-                    )
-                ).first()
+                row = self._record_state(conn, entity, remote_id)
                 if row is not None and row.state in ("intended", "done"):
                     continue
                 since = json.loads(row.attributes_json)["since"] if row is not None else at.isoformat()
-                conn.execute(
-                    optiply_records.delete().where(
-                        optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
-                    )
-                )
-                conn.execute(
-                    optiply_records.insert().values(
-                        entity=entity,
-                        remote_id=remote_id,
-                        marketplace=marketplace,
-                        state=state,
-                        attributes_json=json.dumps({"since": since, "problem": problem}),
-                        updated_at=_now(),
-                    )
+                self._put_record(
+                    conn,
+                    entity,
+                    remote_id,
+                    marketplace=marketplace,
+                    state=state,
+                    attributes_json=json.dumps({"since": since, "problem": problem}),
                 )
 
     def held_since(self, entity: str, marketplace: str) -> pd.Series:
@@ -277,21 +269,14 @@ class SyncState:
         self, entity: str, remote_id: str, marketplace: str, optiply_id: int, attributes_json: str | None
     ) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                optiply_records.delete().where(
-                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
-                )
-            )
-            conn.execute(
-                optiply_records.insert().values(
-                    entity=entity,
-                    remote_id=remote_id,
-                    marketplace=marketplace,
-                    optiply_id=optiply_id,
-                    state="done",
-                    attributes_json=attributes_json,
-                    updated_at=_now(),
-                )
+            self._put_record(
+                conn,
+                entity,
+                remote_id,
+                marketplace=marketplace,
+                optiply_id=optiply_id,
+                state="done",
+                attributes_json=attributes_json,
             )
 
     # ---- report FATALs -------------------------------------------------------------------------------

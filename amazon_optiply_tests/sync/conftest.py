@@ -31,31 +31,39 @@ class SyncHarness:
         assert not failed, failed
         return {r.marketplace: r.summary for r in results}
 
-    def check_metadata(self, marketplace: str, asset: str, check: str) -> dict:
-        """The metadata of the latest evaluation of a check in a marketplace's runs."""
+    def _latest_event_data(self, marketplace: str, event_type: str, matches) -> object:
+        """The data of the newest event of this type in a marketplace's runs that `matches` accepts."""
         for run in self.instance.get_runs(filters=dg.RunsFilter(tags={"marketplace": marketplace})):
             for record in reversed(self.instance.all_logs(run.run_id)):
                 event = record.dagster_event
-                if event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
-                    continue
-                evaluation = event.event_specific_data
-                if evaluation.asset_key.to_user_string() == asset and evaluation.check_name == check:
-                    return {k: v.value for k, v in evaluation.metadata.items()} | {
-                        "passed": evaluation.passed
-                    }
-        raise AssertionError(f"no evaluation of {asset}:{check} for {marketplace}")
+                if event is not None and event.event_type_value == event_type and matches(event):
+                    return event.event_specific_data
+        return None
+
+    def check_metadata(self, marketplace: str, asset: str, check: str) -> dict:
+        """The metadata of the latest evaluation of a check in a marketplace's runs."""
+        evaluation = self._latest_event_data(
+            marketplace,
+            "ASSET_CHECK_EVALUATION",
+            lambda e: (
+                e.event_specific_data.asset_key.to_user_string() == asset
+                and e.event_specific_data.check_name == check
+            ),
+        )
+        if evaluation is None:
+            raise AssertionError(f"no evaluation of {asset}:{check} for {marketplace}")
+        return {k: v.value for k, v in evaluation.metadata.items()} | {"passed": evaluation.passed}
 
     def materialization_metadata(self, marketplace: str, asset: str) -> dict:
         """The metadata of an asset's latest materialization in a marketplace's runs."""
-        for run in self.instance.get_runs(filters=dg.RunsFilter(tags={"marketplace": marketplace})):
-            for record in reversed(self.instance.all_logs(run.run_id)):
-                event = record.dagster_event
-                if event is None or event.event_type_value != "ASSET_MATERIALIZATION":
-                    continue
-                mat = event.event_specific_data.materialization
-                if mat.asset_key.to_user_string() == asset:
-                    return {k: v.value for k, v in mat.metadata.items()}
-        raise AssertionError(f"no materialization of {asset} for {marketplace}")
+        data = self._latest_event_data(
+            marketplace,
+            "ASSET_MATERIALIZATION",
+            lambda e: e.event_specific_data.materialization.asset_key.to_user_string() == asset,
+        )
+        if data is None:
+            raise AssertionError(f"no materialization of {asset} for {marketplace}")
+        return {k: v.value for k, v in data.materialization.metadata.items()}
 
     def expected_products(self, stock_source: str = "fba") -> pd.DataFrame:
         frames = []

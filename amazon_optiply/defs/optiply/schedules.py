@@ -4,6 +4,8 @@ Built per flavour (read when the definitions load): the secondary flavour writes
 leaves out the stock and catalog chain behind them and fetches nothing it does not need.
 """
 
+from collections.abc import Callable, Iterator
+
 import dagster as dg
 
 from amazon_optiply.partitions import marketplace_partitions
@@ -23,17 +25,22 @@ def sync_job(flavour: str) -> dg.JobDefinition:
     )
 
 
+def one_run_per_marketplace(run_key: Callable[[str], str]) -> Iterator[dg.RunRequest]:
+    """A run request per marketplace; the `marketplace` tag lets the run queue keep one run per marketplace."""
+    for marketplace in marketplace_partitions.get_partition_keys():
+        yield dg.RunRequest(
+            run_key=run_key(marketplace),
+            partition_key=marketplace,
+            tags={"marketplace": marketplace},
+        )
+
+
 def every_30_minutes(job: dg.JobDefinition) -> dg.ScheduleDefinition:
     @dg.schedule(job=job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
     def every_30_minutes(context: dg.ScheduleEvaluationContext):
         """One run per marketplace; the `marketplace` tag lets the run queue keep one run per marketplace at a time."""
         stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-        for marketplace in marketplace_partitions.get_partition_keys():
-            yield dg.RunRequest(
-                run_key=f"{marketplace}-{stamp}",
-                partition_key=marketplace,
-                tags={"marketplace": marketplace},
-            )
+        yield from one_run_per_marketplace(lambda marketplace: f"{marketplace}-{stamp}")
 
     return every_30_minutes
 
@@ -45,12 +52,7 @@ def first_sync(job: dg.JobDefinition) -> dg.SensorDefinition:
 
         One run per marketplace, once per instance (the run key makes later ticks skip it).
         """
-        for marketplace in marketplace_partitions.get_partition_keys():
-            yield dg.RunRequest(
-                run_key=f"first-sync-{marketplace}",
-                partition_key=marketplace,
-                tags={"marketplace": marketplace},
-            )
+        yield from one_run_per_marketplace(lambda marketplace: f"first-sync-{marketplace}")
 
     return first_sync
 
