@@ -40,8 +40,8 @@ class SyncHarness:
                     return event.event_specific_data
         return None
 
-    def check_metadata(self, marketplace: str, asset: str, check: str) -> dict:
-        """The metadata of the latest evaluation of a check in a marketplace's runs."""
+    def check_evaluation(self, marketplace: str, asset: str, check: str):
+        """The latest evaluation of a check in a marketplace's runs."""
         evaluation = self._latest_event_data(
             marketplace,
             "ASSET_CHECK_EVALUATION",
@@ -52,6 +52,11 @@ class SyncHarness:
         )
         if evaluation is None:
             raise AssertionError(f"no evaluation of {asset}:{check} for {marketplace}")
+        return evaluation
+
+    def check_metadata(self, marketplace: str, asset: str, check: str) -> dict:
+        """The metadata of the latest evaluation of a check in a marketplace's runs."""
+        evaluation = self.check_evaluation(marketplace, asset, check)
         return {k: v.value for k, v in evaluation.metadata.items()} | {"passed": evaluation.passed}
 
     def materialization_metadata(self, marketplace: str, asset: str) -> dict:

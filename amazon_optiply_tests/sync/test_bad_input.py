@@ -87,19 +87,6 @@ def without(expected: pd.DataFrame, ids: set[str]) -> pd.DataFrame:
 # ---- reading what the runs said -------------------------------------------------------------------------
 
 
-def check_evaluation(harness, marketplace: str, asset: str, check: str):
-    """The latest evaluation of a check in a marketplace's runs (for its severity)."""
-    for run in harness.instance.get_runs(filters=dg.RunsFilter(tags={"marketplace": marketplace})):
-        for record in reversed(harness.instance.all_logs(run.run_id)):
-            event = record.dagster_event
-            if event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
-                continue
-            evaluation = event.event_specific_data
-            if evaluation.asset_key.to_user_string() == asset and evaluation.check_name == check:
-                return evaluation
-    raise AssertionError(f"no evaluation of {asset}:{check} for {marketplace}")
-
-
 def quarantine_line(metadata: dict, table: str, key: str) -> str:
     """The one row of the check's markdown table `table` that names `key` (a SKU or an ASIN)."""
     lines = [line for line in metadata[table].splitlines() if key in line]
@@ -113,7 +100,7 @@ def assert_quarantined_with_warning(harness, country: str, keys: dict[str, str],
     for key, reason in keys.items():
         assert reason in quarantine_line(metadata, table, key)
     assert metadata["passed"] is False
-    assert check_evaluation(harness, country, *CHECK).severity == dg.AssetCheckSeverity.WARN
+    assert harness.check_evaluation(country, *CHECK).severity == dg.AssetCheckSeverity.WARN
     assert 0 < metadata["bad_row_share"] <= metadata["max_bad_row_share"] == 0.05
     return metadata
 
@@ -342,7 +329,7 @@ def test_an_empty_listings_report_stops_delivery_and_optiply_keeps_its_products(
     assert metadata["passed"] is False
     assert metadata["listing_rows"] == 0
     assert "no rows" in metadata["verdict"]
-    assert check_evaluation(harness, "DE", *CHECK).severity == dg.AssetCheckSeverity.ERROR
+    assert harness.check_evaluation("DE", *CHECK).severity == dg.AssetCheckSeverity.ERROR
 
 
 # ---- the threshold ---------------------------------------------------------------------------------------
@@ -373,7 +360,7 @@ def test_too_many_bad_rows_block_product_delivery(harness):
         assert "enriched_catalog" in results[country].error
         metadata = harness.check_metadata(country, *CHECK)
         assert metadata["bad_row_share"] > metadata["max_bad_row_share"] == 0.05
-        assert check_evaluation(harness, country, *CHECK).severity == dg.AssetCheckSeverity.ERROR
+        assert harness.check_evaluation(country, *CHECK).severity == dg.AssetCheckSeverity.ERROR
         assert "unparsable price 'N/A'" in metadata["set_aside"]
         assert "optiply_products" not in materialized_in_latest_run(harness, country)
     assert harness.sandbox.optiply.writes() == []
@@ -389,7 +376,7 @@ def test_max_bad_row_share_lets_a_consultant_accept_more_bad_rows(harness, monke
     assert_products_match_ground_truth(harness, expected=without(expected, skus & set(expected["remoteId"])))
     metadata = harness.check_metadata("DE", *CHECK)
     assert 0.05 < metadata["bad_row_share"] <= metadata["max_bad_row_share"] == 0.5
-    assert check_evaluation(harness, "DE", *CHECK).severity == dg.AssetCheckSeverity.WARN
+    assert harness.check_evaluation("DE", *CHECK).severity == dg.AssetCheckSeverity.WARN
 
 
 def test_a_row_going_bad_keeps_its_last_good_values_while_the_others_move_on(harness):
