@@ -3,7 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test sync soak bench lint format sandbox
+.PHONY: run test test-fast sync soak bench lint format sandbox
+# One pytest worker per core; tests that share a module's server run on one worker (xdist_group).
+PYTEST_PARALLEL := -n auto --dist loadgroup
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +28,10 @@ postgres-deps:  ## Debian's PostgreSQL server for the Postgres test (amazon_opti
 test: $(STAMP) browser-deps postgres-deps  ## lint, format check and the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL) --durations=15
+
+test-fast: $(STAMP)  ## the inner loop: everything but the browser, PostgreSQL, soak, bench and separate-process tests
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 sync: $(STAMP)  ## one headless sync of every marketplace against the embedded sandbox
 	AMAZON_MARKETPLACES=$${AMAZON_MARKETPLACES:-DE,FR,US} DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home_sync} \

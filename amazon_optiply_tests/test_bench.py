@@ -15,6 +15,9 @@ from amazon_optiply.bench.latency import tap_latency
 from amazon_optiply.bench.projection import SKU_COUNTS, seconds_at_rate
 from amazon_optiply.bench.report import table
 
+# One tiny bench run for the module: its tests run on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
+
 TARGET_KEYS = {"name", "target", "value", "met", "missed_by"}
 
 

@@ -1,10 +1,14 @@
 """A short soak: a few cycles against the hostile sandbox, one sync process killed mid-delivery, and
 Optiply's final state compared with the seller's ground truth (`make soak` runs the long one)."""
 
+import pytest
+
 from amazon_optiply import soak
 
+pytestmark = pytest.mark.slow
 
-def test_short_hostile_soak_with_a_kill_loses_and_duplicates_nothing(tmp_path, capsys):
+
+def test_short_hostile_soak_with_a_kill_loses_and_duplicates_nothing(fast_tmp_path, capsys):
     # 429s without a body carry no rate header, so the client waits by Amazon's documented rate (a
     # minute for createReport); the long soak keeps them, the short one leaves them out to stay short.
     status = soak.main(
@@ -13,7 +17,7 @@ def test_short_hostile_soak_with_a_kill_loses_and_duplicates_nothing(tmp_path, c
             "--kills=1",
             "--skus=150",
             "--faults=hostile,throttle_no_body=0",
-            f"--workdir={tmp_path}",
+            f"--workdir={fast_tmp_path}",
             "--quiet",
         ]
     )

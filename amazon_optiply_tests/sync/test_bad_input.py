@@ -15,8 +15,8 @@ from amazon_optiply.marketplaces import MARKETPLACES, python_codec
 from amazon_optiply.sandbox.report_documents import LISTINGS_ALL
 from amazon_optiply.sync import sync_all
 from amazon_optiply.transforms import catalog
-from amazon_optiply_tests.sync.conftest import MAIN
 from amazon_optiply_tests.sync.ground_truth import assert_products_match_ground_truth, optiply_products
+from amazon_optiply_tests.sync.harness import MAIN
 
 CHECK = ("enriched_catalog", "listings_deliverable")
 

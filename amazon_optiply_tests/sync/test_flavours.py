@@ -4,15 +4,14 @@ with the generator's ground truth."""
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from amazon_optiply.sandbox.optiply import OTHER_COUPLING_ID
-from amazon_optiply_tests.sync.conftest import MARKETPLACE_CODES
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
     assert_products_match_ground_truth,
     optiply_products,
 )
+from amazon_optiply_tests.sync.harness import MARKETPLACE_CODES
 
 
 def preload_shop_products(harness, rows: list[dict]) -> dict[str, int]:
@@ -186,9 +185,9 @@ def test_listing_stock_source_uses_the_merchant_quantity(harness, monkeypatch):
     assert_orders_match_ground_truth(harness, products)
 
 
-def test_lost_state_database_duplicates_nothing(harness, tmp_path: Path):
+def test_lost_state_database_duplicates_nothing(harness):
     harness.sync()
-    (tmp_path / "state.sqlite").unlink()  # a fresh deployment, or a lost volume
+    (harness.workdir / "state.sqlite").unlink()  # a fresh deployment, or a lost volume
     # The Optiply token was kept in that database too; Optiply issues no new one until the old one
     # expires (the sync fails until then, saying so). Let that hour pass.
     harness.sandbox.optiply.expire_tokens()

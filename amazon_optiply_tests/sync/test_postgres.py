@@ -27,11 +27,14 @@ import yaml
 
 from amazon_optiply.delivery import PRODUCTS, SELL_ORDERS
 from amazon_optiply.state import SyncState
-from amazon_optiply_tests.sync.conftest import MARKETPLACE_CODES, SyncHarness
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
     assert_products_match_ground_truth,
 )
+from amazon_optiply_tests.sync.harness import MARKETPLACE_CODES, SyncHarness
+
+# One PostgreSQL server for the module: its tests run on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres")]
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_INSTANCE = REPO / "deploy" / "dagster.yaml"
@@ -151,7 +154,11 @@ def test_deploy_profile_names_postgres_storage_and_the_marketplace_limit():
 
 
 def test_full_sync_with_instance_and_state_on_postgres(
-    postgres: PostgresServer, sandbox_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresServer,
+    sandbox_env,
+    fast_tmp_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     sandbox, orders_start = sandbox_env
     home = tmp_path / "dagster_home"
@@ -168,7 +175,7 @@ def test_full_sync_with_instance_and_state_on_postgres(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__module__.startswith("dagster_postgres")
         assert type(instance.event_log_storage).__module__.startswith("dagster_postgres")
-        harness = SyncHarness(sandbox, instance, orders_start)
+        harness = SyncHarness(sandbox, instance, orders_start, fast_tmp_path)
         summaries = harness.sync()
         products = assert_products_match_ground_truth(harness)
         assert_orders_match_ground_truth(harness, products)

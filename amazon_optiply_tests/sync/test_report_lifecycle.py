@@ -352,6 +352,7 @@ def test_every_fault_kind_has_a_rate_here():
     assert set(FAULT_RATES) == set(FAULT_KINDS)
 
 
+@pytest.mark.slow  # up to six cycles each, with the fault's retries and back-off
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_sync_survives_a_single_fault_kind(harness, kind):
     access_token_client.cache.clear()  # so LWA is asked (and lwa_outage can strike) in this test

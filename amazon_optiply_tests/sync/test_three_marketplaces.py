@@ -11,29 +11,27 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from amazon_optiply.marketplaces import MARKETPLACES
-from amazon_optiply.sandbox.amazon import AmazonSettings
-from amazon_optiply.sandbox.seller import SellerConfig
-from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
+from amazon_optiply.sandbox.server import Sandbox
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
     assert_products_match_ground_truth,
 )
+from amazon_optiply_tests.sync.harness import sandbox_config
 
 CODES = ("DE", "FR", "US")
 
+pytestmark = pytest.mark.slow  # a sync process of its own
 
-def test_main_marketplace_from_seller_central_url_and_pan_eu_stock_counted_once(tmp_path: Path):
-    config = SandboxConfig(
-        seller=SellerConfig(marketplaces=CODES, skus=150, orders_per_day=40, seed=5),
-        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.2, rate_scale=50),
-        frozen_clock=True,
-    )
+
+def test_main_marketplace_from_seller_central_url_and_pan_eu_stock_counted_once(fast_tmp_path: Path):
+    config = sandbox_config(marketplaces=CODES, orders_per_day=40, seed=5)
     sandbox = Sandbox(config).start()
     try:
         orders_start = config.seller.origin - timedelta(days=2)
-        (tmp_path / "dagster").mkdir()
+        (fast_tmp_path / "dagster").mkdir()
         env = {
             **os.environ,
             **sandbox.env(),
@@ -41,9 +39,9 @@ def test_main_marketplace_from_seller_central_url_and_pan_eu_stock_counted_once(
             "AMAZON_SELLER_CENTRAL_URL": "https://sellercentral.amazon.fr/home",
             "ORDERS_START": orders_start.isoformat(),
             "OPTIPLY_MIN_WRITE_INTERVAL_SECONDS": "0",
-            "SYNC_STATE_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
-            "ASSET_STORAGE_PATH": str(tmp_path / "assets"),
-            "DAGSTER_HOME": str(tmp_path / "dagster"),
+            "SYNC_STATE_DATABASE_URL": f"sqlite:///{fast_tmp_path / 'state.sqlite'}",
+            "ASSET_STORAGE_PATH": str(fast_tmp_path / "assets"),
+            "DAGSTER_HOME": str(fast_tmp_path / "dagster"),
         }
         done = subprocess.run(
             [sys.executable, "-m", "amazon_optiply.sync"],

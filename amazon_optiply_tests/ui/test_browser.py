@@ -29,16 +29,17 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from amazon_optiply.sandbox.amazon import AmazonSettings
 from amazon_optiply.sandbox.report_documents import LISTINGS_ALL
-from amazon_optiply.sandbox.seller import SellerConfig
-from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
+from amazon_optiply.sandbox.server import Sandbox
+from amazon_optiply_tests.sync.harness import MARKETPLACE_CODES, sandbox_config
+
+# One webserver and browser for the module: its tests run on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "img"
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 REPOSITORY = "__repository__@amazon_optiply.definitions"  # the code location workspace.yaml loads
-MARKETPLACE_CODES = ("DE", "US")
 
 
 @dataclass
@@ -75,11 +76,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def served_instance(home: Path) -> Iterator[Served]:
-    config = SandboxConfig(
-        seller=SellerConfig(marketplaces=MARKETPLACE_CODES, skus=150, orders_per_day=60, seed=11),
-        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.2, rate_scale=50),
-        frozen_clock=True,
-    )
+    config = sandbox_config()
     sandbox = Sandbox(config).start()
     orders_start = config.seller.origin - timedelta(days=2)
     # One DE listing with a comma price: quarantined (a WARN on listings_deliverable), and the first DE order,
