@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from amazon_optiply import schemas
 from amazon_optiply.transforms import catalog
 from amazon_optiply.transforms.reports import (
     LISTINGS_REQUIRED,
@@ -150,8 +151,8 @@ def test_a_required_column_in_two_languages_is_refused():
         parse_flat_file(text, LISTINGS, LISTINGS_REQUIRED)
 
 
-def test_whole_yen_price_is_delivered_and_a_decimal_comma_is_still_set_aside():
-    prices = {"KW-1": "1980", "KW-2": "12,99", "KW-3": "1980.50", "KW-4": "0"}
+def enriched_jp_catalog(prices: dict[str, str]) -> pd.DataFrame:
+    """enriched_catalog of a JP listings document holding these SKUs and prices (merchant listings, no FBA)."""
     text = document(
         [japanese for japanese, _ in JP_LISTINGS],
         [
@@ -165,9 +166,20 @@ def test_whole_yen_price_is_delivered_and_a_decimal_comma_is_still_set_aside():
     no_fba = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in catalog.FBA_COLUMNS.items()})
     stock = catalog.warehouse_stock(listings, no_fba)
     identifiers = pd.DataFrame({"asin": pd.Series(dtype="string"), "ean_codes": pd.Series(dtype="string")})
+    return catalog.enriched_catalog(listings, identifiers, stock, "JP")
 
-    rows = catalog.enriched_catalog(listings, identifiers, stock, "JP").set_index("sku")
 
-    assert rows.loc[["KW-1", "KW-3", "KW-4"], "price"].tolist() == [1980.0, 1980.5, 0.0]
-    assert rows.loc[["KW-1", "KW-3", "KW-4"], "problem"].isna().all()
+def test_a_report_of_whole_yen_prices_only_is_a_valid_enriched_catalog():
+    rows = enriched_jp_catalog({"KW-1": "1980", "KW-2": "500", "KW-3": "0"})
+
+    schemas.EnrichedCatalog.validate(rows)  # prices are floats even when none has a decimal part
+    assert rows["price"].tolist() == [1980.0, 500.0, 0.0]
+    assert rows["problem"].isna().all()
+
+
+def test_a_decimal_comma_is_still_set_aside_beside_whole_yen():
+    rows = enriched_jp_catalog({"KW-1": "1980", "KW-2": "12,99", "KW-3": "1980.50"}).set_index("sku")
+
+    assert rows.loc[["KW-1", "KW-3"], "price"].tolist() == [1980.0, 1980.5]
+    assert rows.loc[["KW-1", "KW-3"], "problem"].isna().all()
     assert rows.loc["KW-2", "problem"] == "unparsable price '12,99'"
