@@ -1,5 +1,6 @@
-"""A sandbox seller with DE and US, a frozen clock, and the platform's environment pointed at it."""
+"""A sandbox seller (DE and US unless a test brings its own), a frozen clock, and the platform's environment pointed at it."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ class SyncHarness:
     sandbox: Sandbox
     instance: dg.DagsterInstance
     orders_start: pd.Timestamp
+    marketplaces: tuple[str, ...] = MARKETPLACE_CODES
+    main: str = MAIN  # the first marketplace: the platform's default main one
 
     def sync(self):
         from amazon_optiply.sync import sync_all
@@ -72,8 +75,8 @@ class SyncHarness:
 
     def expected_products(self, stock_source: str = "fba") -> pd.DataFrame:
         frames = []
-        for code in MARKETPLACE_CODES:
-            suffix = None if code == MAIN else MARKETPLACES[code].marketplace_id
+        for code in self.marketplaces:
+            suffix = None if code == self.main else MARKETPLACES[code].marketplace_id
             frames.append(self.sandbox.world.expected_products(code, suffix, stock_source))
         return pd.concat(frames, ignore_index=True)
 
@@ -81,14 +84,15 @@ class SyncHarness:
         now = self.sandbox.clock.now()
         return {
             code: self.sandbox.world.expected_sell_orders(code, self.orders_start.to_pydatetime(), now)
-            for code in MARKETPLACE_CODES
+            for code in self.marketplaces
         }
 
 
-@pytest.fixture
-def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@contextmanager
+def running_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seller: SellerConfig):
+    """A harness for this seller; every marketplace of it must be a partition (the test session's default)."""
     config = SandboxConfig(
-        seller=SellerConfig(marketplaces=MARKETPLACE_CODES, skus=150, orders_per_day=60, seed=11),
+        seller=seller,
         amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.2, rate_scale=50),
         frozen_clock=True,
     )
@@ -101,9 +105,18 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path / 'state.sqlite'}")
     monkeypatch.setenv("ASSET_STORAGE_PATH", str(tmp_path / "assets"))
     (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        yield SyncHarness(sandbox, instance, orders_start)
-    sandbox.stop()
+    try:
+        with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+            yield SyncHarness(sandbox, instance, orders_start, seller.marketplaces, seller.marketplaces[0])
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    seller = SellerConfig(marketplaces=MARKETPLACE_CODES, skus=150, orders_per_day=60, seed=11)
+    with running_harness(tmp_path, monkeypatch, seller) as harness:
+        yield harness
 
 
 @pytest.fixture
