@@ -37,7 +37,7 @@ def test_asset_graph_is_the_documented_lineage():
     for name, parents in EXPECTED_ASSETS.items():
         node = graph.get(dg.AssetKey(name))
         assert {p.to_user_string() for p in node.parent_keys} == parents, name
-        assert node.partitions_def.get_partition_keys() == ["DE", "US"], name
+        assert node.partitions_def.get_partition_keys() == ["DE", "US", "JP", "AU"], name
         assert node.description, f"{name} has no description"
         assert node.owners == ["team:integrations"], name
 
@@ -68,8 +68,8 @@ def test_schedule_requests_one_run_per_marketplace_every_30_minutes():
         scheduled_execution_time=datetime(2026, 11, 27, 10, 30),
     )
     requests = list(schedule.evaluate_tick(context).run_requests)
-    assert sorted(r.partition_key for r in requests) == ["DE", "US"]
-    assert {r.tags["marketplace"] for r in requests} == {"DE", "US"}
+    assert sorted(r.partition_key for r in requests) == ["AU", "DE", "JP", "US"]
+    assert {r.tags["marketplace"] for r in requests} == {"AU", "DE", "JP", "US"}
 
 
 def test_deliveries_are_late_after_60_minutes():

@@ -1,6 +1,7 @@
 """Report documents as Amazon writes them: tab-separated, exact headers, the marketplace's charset, gzip.
 
 Amazon's flat files are not CSV: no quoting at all, so a name with a double quote is written as is.
+Amazon JP's listings report has Japanese column names and whole-yen prices.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import gzip
 from datetime import datetime
 
 from amazon_optiply.marketplaces import MARKETPLACES, python_codec
-from amazon_optiply.sandbox.seller import CANCELLED, PENDING, Order, SellerWorld
+from amazon_optiply.sandbox.seller import CANCELLED, PENDING, Order, SellerWorld, money_decimals
 
 LISTINGS_ALL = "GET_MERCHANT_LISTINGS_ALL_DATA"
 ORDERS_BY_LAST_UPDATE = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
@@ -48,6 +49,53 @@ LISTINGS_COLUMNS = [
     "merchant-shipping-group",
     "status",
 ]
+
+# Amazon JP writes the listings report with Japanese column names (the ones it translates; the rest stay English)
+# and, for sellers with Amazon Business, the B2B columns after the fulfillment channel.
+JP_LISTINGS_COLUMNS = [
+    "商品名",
+    "商品の説明",
+    "出品ID",
+    "出品者SKU",
+    "価格",
+    "数量",
+    "出品日",
+    "image-url",
+    "item-is-marketplace",
+    "商品IDタイプ",
+    "zshop-shipping-fee",
+    "コンディション説明",
+    "コンディション",
+    "zshop-category1",
+    "zshop-browse-path",
+    "zshop-storefront-feature",
+    "ASIN 1",
+    "ASIN 2",
+    "ASIN 3",
+    "国外へ配送可",
+    "迅速な配送",
+    "zshop-boldface",
+    "商品ID",
+    "bid-for-featured-placement",
+    "add-delete",
+    "在庫数",
+    "フルフィルメント・チャンネル",
+    "法人価格",
+    "数量割引のタイプ",
+    "数量の下限1",
+    "数量割引1",
+    "数量の下限2",
+    "数量割引2",
+    "数量の下限3",
+    "数量割引3",
+    "数量の下限4",
+    "数量割引4",
+    "数量の下限5",
+    "数量割引5",
+    "merchant-shipping-group",
+    "ステータス",
+]
+JP_B2B_AFTER = LISTINGS_COLUMNS.index("fulfillment-channel") + 1
 
 FBA_MYI_COLUMNS = [
     "sku",
@@ -120,10 +168,16 @@ def encode_document(text: str, charset: str) -> bytes:
     return gzip.compress(text.encode(python_codec(charset), errors="replace"), compresslevel=5)
 
 
+def _price(x: float, currency: str) -> str:
+    """An amount as Amazon writes it: two decimals, whole yen without any."""
+    return f"{x:.{money_decimals(currency)}f}"
+
+
 def render_listings(world: SellerWorld, mp: str) -> str:
     listings = world.listings[mp]
+    currency = MARKETPLACES[mp].currency
     rows = []
-    for r in listings.itertuples(index=False):
+    for i, r in enumerate(listings.itertuples(index=False)):
         if r.eans:
             product_id, product_id_type = r.eans[0], "4"
         elif r.upc:
@@ -136,7 +190,7 @@ def render_listings(world: SellerWorld, mp: str) -> str:
                 "",
                 r.listing_id,
                 r.sku,
-                f"{r.price:.2f}",
+                _price(r.price, currency),
                 "" if r.quantity < 0 else str(int(r.quantity)),
                 r.open_date,
                 "",
@@ -163,10 +217,15 @@ def render_listings(world: SellerWorld, mp: str) -> str:
                 r.status,
             ]
         )
-    return _tsv(LISTINGS_COLUMNS, rows)
+        if mp == "JP":
+            # One listing in ten offers a business price; no quantity discounts.
+            business_price = _price(round(r.price * 0.95), currency) if i % 10 == 0 else ""
+            rows[-1][JP_B2B_AFTER:JP_B2B_AFTER] = [business_price, *[""] * 11]
+    return _tsv(JP_LISTINGS_COLUMNS if mp == "JP" else LISTINGS_COLUMNS, rows)
 
 
 def render_fba_myi(world: SellerWorld, mp: str) -> str:
+    currency = MARKETPLACES[mp].currency
     rows = []
     for r in world.fba[mp].itertuples(index=False):
         inbound = r.inbound_working + r.inbound_shipped + r.inbound_receiving
@@ -178,7 +237,7 @@ def render_fba_myi(world: SellerWorld, mp: str) -> str:
                 r.asin,
                 r.name,
                 "New" if r.condition == "NewItem" else "Used",
-                f"{r.price:.2f}",
+                _price(r.price, currency),
                 "No",
                 "",
                 "Yes",
@@ -201,10 +260,6 @@ def render_fba_myi(world: SellerWorld, mp: str) -> str:
 
 def _amazon_time(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def _money(x: float) -> str:
-    return f"{x:.2f}"
 
 
 def render_orders(orders: list[Order], as_of: datetime) -> str:
@@ -234,17 +289,19 @@ def render_orders(orders: list[Order], as_of: datetime) -> str:
                     item_status,
                     "0" if status == CANCELLED else str(ln["quantity"]),
                     market.currency,
-                    _money(ln["item_price"]) if priced else "",
-                    _money(ln["item_tax"]) if priced else "",
-                    _money(ln["shipping_price"]) if priced else "",
-                    _money(ln["shipping_tax"]) if priced else "",
-                    _money(ln["gift_wrap_price"]) if priced and ln["gift_wrap_price"] else "",
-                    _money(ln["gift_wrap_tax"]) if priced and ln["gift_wrap_price"] else "",
+                    _price(ln["item_price"], market.currency) if priced else "",
+                    _price(ln["item_tax"], market.currency) if priced else "",
+                    _price(ln["shipping_price"], market.currency) if priced else "",
+                    _price(ln["shipping_tax"], market.currency) if priced else "",
+                    _price(ln["gift_wrap_price"], market.currency)
+                    if priced and ln["gift_wrap_price"]
+                    else "",
+                    _price(ln["gift_wrap_tax"], market.currency) if priced and ln["gift_wrap_price"] else "",
                     # Amazon reports discounts as negative amounts.
-                    _money(-ln["item_promotion_discount"])
+                    _price(-ln["item_promotion_discount"], market.currency)
                     if priced and ln["item_promotion_discount"]
                     else "",
-                    _money(-ln["ship_promotion_discount"])
+                    _price(-ln["ship_promotion_discount"], market.currency)
                     if priced and ln["ship_promotion_discount"]
                     else "",
                     "Berlin" if market.region == "EU" else "Seattle",

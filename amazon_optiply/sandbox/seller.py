@@ -20,6 +20,7 @@ import pandas as pd
 from amazon_optiply.marketplaces import MARKETPLACES, Marketplace, fba_pool
 
 SLOT = timedelta(minutes=30)
+JST = timedelta(hours=9)  # Japan's offset from UTC, no daylight saving
 OPTIPLY_NAME_LIMIT = 255
 
 # Order statuses as the flat-file orders reports spell them ("Cancelled", not the Orders API's "Canceled").
@@ -68,7 +69,19 @@ _LONG_TAIL = (
     " – mit ergonomischem Griff, spülmaschinenfest, BPA-frei, lebensmittelecht, ideal für Büro, Schule,"
     " Camping und Reisen; Lieferumfang: 1 Stück, Anleitung auf Deutsch, Englisch, Französisch und Italienisch"
 )
-_JP_PREFIX = "日本限定 "
+# A JP seller's titles: Japanese, with characters only Microsoft's cp932 (windows-31j) has, not Shift_JIS: NEC
+# special characters (① ② ③ Ⅲ ㈱ №), IBM extension kanji (髙 﨑 德) and cp932's own mapping of ～.
+_JP_WORDS = {
+    "brand": ["髙橋キッチン", "﨑山製作所", "㈱匠工房", "德永陶器", "北欧ホーム", "Zwilling"],
+    "adj": ["プレミアム", "ステンレス製", "軽量", "業務用", "Ⅲ型", "有田焼"],
+    "noun": ["マグカップ", "水筒", "まな板", "フライパン", "急須", "弁当箱", "包丁", "湯呑み"],
+    "extra": ["①②③ 3点セット", "№5 限定版", "【送料無料】", "30×20cm", "～ギフト包装～"],
+}
+CP932_ONLY = "①②③Ⅲ㈱№髙﨑德～"
+_JP_LONG_TAIL = (
+    "（食洗機対応・BPAフリー・電子レンジ可・オーブン可・直火可・IH対応・母の日・父の日・敬老の日・誕生日・"
+    "結婚祝い・引っ越し祝い・新築祝いのギフトに最適、日本語の説明書付き、一年間のメーカー保証）"
+)
 _CITIES = {
     "DE": "Berlin",
     "FR": "Paris",
@@ -78,7 +91,16 @@ _CITIES = {
     "ES": "Madrid",
     "JP": "東京",
 }
-_VAT = {"DE": 0.19, "FR": 0.20, "IT": 0.22, "ES": 0.21, "GB": 0.20, "NL": 0.21}
+_VAT = {"DE": 0.19, "FR": 0.20, "IT": 0.22, "ES": 0.21, "GB": 0.20, "NL": 0.21, "JP": 0.10}
+# Fees drawn the same way in every marketplace, in the marketplace's own money.
+_SHIPPING_FEES = {"JPY": [0.0, 0.0, 350.0, 500.0]}
+_DEFAULT_SHIPPING_FEES = [0.0, 0.0, 3.99, 4.95]
+_GIFT_WRAP_FEE = {"JPY": 300.0}
+
+
+def money_decimals(currency: str) -> int:
+    """Yen has no minor unit: Amazon JP's prices and amounts are whole yen."""
+    return 0 if currency == "JPY" else 2
 
 
 @dataclass(frozen=True)
@@ -239,12 +261,21 @@ class SellerWorld:
         afn = rng.random(m) < 0.6
         status = np.where(rng.random(m) < 0.05, "Inactive", "Active")
         quantity = np.where(afn, -1, rng.integers(0, 200, m))  # -1: blank, as Amazon leaves it for FBA
-        names = cat["name"].map(lambda s: _JP_PREFIX + s if mp == "JP" else s)
-        open_dates = [
-            (self.config.origin - timedelta(days=int(d))).strftime("%Y-%m-%d %H:%M:%S ")
-            + ("PST" if market.region == "NA" else "JST" if mp == "JP" else "MET")
-            for d in rng.integers(30, 3000, m)
-        ]
+        names = (
+            pd.Series(self._japanese_names())[listed].reset_index(drop=True) if mp == "JP" else cat["name"]
+        )
+        days_listed = rng.integers(30, 3000, m)
+        if mp == "JP":  # Amazon JP writes Japan time with slashes: 2024/03/01 10:00:00 JST
+            open_dates = [
+                (self.config.origin + JST - timedelta(days=int(d))).strftime("%Y/%m/%d %H:%M:%S JST")
+                for d in days_listed
+            ]
+        else:
+            open_dates = [
+                (self.config.origin - timedelta(days=int(d))).strftime("%Y-%m-%d %H:%M:%S ")
+                + ("PST" if market.region == "NA" else "MET")
+                for d in days_listed
+            ]
         return pd.DataFrame(
             {
                 "sku": cat["sku"],
@@ -260,6 +291,23 @@ class SellerWorld:
                 "upc": cat["upc"],
             }
         )
+
+    def _japanese_names(self) -> list[str]:
+        """The catalog's titles as the JP seller writes them, one per catalog row.
+
+        Drawn from a generator of their own, so the other marketplaces' draws stay as they were.
+        """
+        rng = random.Random(f"{self.config.seed}-JP-names")
+        names = []
+        for i in range(len(self.catalog)):
+            name = f"{rng.choice(_JP_WORDS['brand'])} {rng.choice(_JP_WORDS['adj'])}{rng.choice(_JP_WORDS['noun'])}"
+            if rng.random() < 0.3:
+                name += f" {rng.choice(_JP_WORDS['extra'])}"
+            name += f" No.{i}"
+            if rng.random() < 0.02:
+                name += _JP_LONG_TAIL * 3  # longer than Optiply's 255 characters
+            names.append(name)
+        return names
 
     def _generate_fba(self, mp: str) -> pd.DataFrame:
         listings = self.base_listings[mp]
@@ -329,7 +377,10 @@ class SellerWorld:
             k = round(len(listings) * self.config.price_change_share)
             if k:
                 rows = rng.choice(len(listings), size=k, replace=False)
-                listings.loc[rows, "price"] = np.round(listings.loc[rows, "price"].to_numpy() * 1.05, 2)
+                decimals = money_decimals(MARKETPLACES[mp].currency)
+                listings.loc[rows, "price"] = np.round(
+                    listings.loc[rows, "price"].to_numpy() * 1.05, decimals
+                )
 
     # ---- orders ---------------------------------------------------------------------------------------
     @property
@@ -372,16 +423,20 @@ class SellerWorld:
                 events.append((unshipped + (shipped - unshipped) / 2, PARTIALLY_SHIPPED))
             events.append((shipped, SHIPPED))
         vat = _VAT.get(mp)
+        currency = MARKETPLACES[mp].currency
+        decimals = money_decimals(currency)
         lines = []
         for _, listing in picked.iterrows():
             qty = 1 if rng.random() < 0.75 else rng.randint(2, 5)
             unit = float(listing["price"])
-            item_price = round(unit * qty, 2)
-            shipping = round(rng.choice([0.0, 0.0, 3.99, 4.95]), 2)
-            gift = 2.5 if rng.random() < 0.03 else 0.0
-            promo = round(item_price * 0.1, 2) if rng.random() < 0.1 else 0.0
+            item_price = round(unit * qty, decimals)
+            shipping = round(rng.choice(_SHIPPING_FEES.get(currency, _DEFAULT_SHIPPING_FEES)), decimals)
+            gift = _GIFT_WRAP_FEE.get(currency, 2.5) if rng.random() < 0.03 else 0.0
+            promo = round(item_price * 0.1, decimals) if rng.random() < 0.1 else 0.0
             ship_promo = shipping if shipping and rng.random() < 0.2 else 0.0
-            tax = round(item_price * vat / (1 + vat), 2) if vat else round(item_price * 0.0825, 2)
+            tax = (
+                round(item_price * vat / (1 + vat), decimals) if vat else round(item_price * 0.0825, decimals)
+            )
             lines.append(
                 {
                     "sku": listing["sku"],
@@ -391,7 +446,7 @@ class SellerWorld:
                     "item_price": item_price,
                     "item_tax": tax,
                     "shipping_price": shipping,
-                    "shipping_tax": round(shipping * (vat or 0.0825), 2),
+                    "shipping_tax": round(shipping * (vat or 0.0825), decimals),
                     "gift_wrap_price": gift,
                     "gift_wrap_tax": 0.0,
                     "item_promotion_discount": promo,

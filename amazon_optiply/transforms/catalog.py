@@ -74,8 +74,12 @@ def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.Data
 
 
 def parse_amount(values: pd.Series) -> pd.Series:
-    """Amazon amounts with a decimal point; anything else (12,99, N/A) becomes NaN for the caller to flag."""
-    return pd.to_numeric(values.str.strip().where(values.str.strip() != ""), errors="coerce")
+    """Amazon amounts, with a decimal point or whole (yen); anything else (12,99, N/A) becomes NaN to flag.
+
+    Always floats: a report of whole-yen prices alone would otherwise parse as integers.
+    """
+    stripped = values.str.strip()
+    return pd.to_numeric(stripped.where(stripped != ""), errors="coerce").astype("Float64")
 
 
 def parse_quantity(values: pd.Series) -> pd.Series:

@@ -2,6 +2,7 @@
 
 Amazon never quotes fields (a name may contain a double quote), so a CSV reader with default quoting
 corrupts rows. Rows with the wrong number of fields are set aside with their line number, not dropped.
+Localized headers (Amazon JP's, say) are renamed to English through `report_headers`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import io
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pv
+
+from amazon_optiply.transforms.report_headers import read_header
 
 LISTINGS_REQUIRED = ("item-name", "seller-sku", "price", "quantity", "asin1", "fulfillment-channel", "status")
 ORDERS_REQUIRED = (
@@ -37,7 +40,10 @@ class ReportFormatError(ValueError):
 def parse_flat_file(
     text: str, report_type: str, required: tuple[str, ...]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parse a flat-file report into (rows, malformed rows). Extra or reordered columns are accepted."""
+    """Parse a flat-file report into (rows, malformed rows), columns named in English.
+
+    Extra or reordered columns are accepted; a header whose required columns cannot all be placed is not.
+    """
     if not text.strip():
         return pd.DataFrame({c: pd.Series(dtype="string") for c in required}), _no_malformed()
     malformed: list[dict] = []
@@ -53,11 +59,22 @@ def parse_flat_file(
         return "skip"
 
     data = text.encode("utf-8")
-    header = text.split("\n", 1)[0].rstrip("\r").split("\t")
-    missing = [c for c in required if c not in header]
+    header = _header_line(text)
+    read = read_header(report_type, header)
+    missing = [c for c in required if c not in read.columns]
     if missing:
+        unplaced = (
+            f"columns no known header set places: {read.unplaced}"
+            if read.unplaced
+            else f"the header has {header}"
+        )
         raise ReportFormatError(
-            f"{report_type}: required column(s) {missing} missing; the header has {header}"
+            f"{report_type}: required column(s) {missing} missing (header set {read.header_set}); " + unplaced
+        )
+    twice = sorted({c for c in required if read.columns.count(c) > 1})
+    if twice:
+        raise ReportFormatError(
+            f"{report_type}: column(s) {twice} named twice (header set {read.header_set}): {header}"
         )
     table = pv.read_csv(
         io.BytesIO(data),
@@ -67,10 +84,21 @@ def parse_flat_file(
         ),
         read_options=pv.ReadOptions(block_size=1 << 24),
     )
-    frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype() if t == pa.string() else None)
+    frame = table.rename_columns(read.columns).to_pandas(
+        types_mapper=lambda t: pd.StringDtype() if t == pa.string() else None
+    )
     return frame, pd.DataFrame(
         malformed, columns=["line", "reason", "text"]
     ) if malformed else _no_malformed()
+
+
+def header_set(text: str, report_type: str) -> str:
+    """Which known header set (`en`, `ja_JP`, ...) a report's header line is written in."""
+    return read_header(report_type, _header_line(text)).header_set
+
+
+def _header_line(text: str) -> list[str]:
+    return text.split("\n", 1)[0].rstrip("\r").split("\t")
 
 
 def _no_malformed() -> pd.DataFrame:

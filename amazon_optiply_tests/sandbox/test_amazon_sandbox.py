@@ -10,6 +10,7 @@ import gzip
 import math
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,63 @@ EXPECTED_HEADERS = {
 }
 EXPECTED_HEADERS[ORDERS_BY_ORDER_DATE] = EXPECTED_HEADERS[ORDERS_BY_LAST_UPDATE]
 EXPECTED_COLUMN_COUNTS = {LISTINGS: 29, FBA_MYI: 21, ORDERS_BY_LAST_UPDATE: 32, ORDERS_BY_ORDER_DATE: 32}
+# Amazon JP's listings header: Japanese names where Amazon translates, the B2B columns after the fulfillment
+# channel. The English meaning of the columns the tests read, as sp-api.md gives it.
+JP_LISTINGS_HEADER = [
+    "商品名",
+    "商品の説明",
+    "出品ID",
+    "出品者SKU",
+    "価格",
+    "数量",
+    "出品日",
+    "image-url",
+    "item-is-marketplace",
+    "商品IDタイプ",
+    "zshop-shipping-fee",
+    "コンディション説明",
+    "コンディション",
+    "zshop-category1",
+    "zshop-browse-path",
+    "zshop-storefront-feature",
+    "ASIN 1",
+    "ASIN 2",
+    "ASIN 3",
+    "国外へ配送可",
+    "迅速な配送",
+    "zshop-boldface",
+    "商品ID",
+    "bid-for-featured-placement",
+    "add-delete",
+    "在庫数",
+    "フルフィルメント・チャンネル",
+    "法人価格",
+    "数量割引のタイプ",
+    "数量の下限1",
+    "数量割引1",
+    "数量の下限2",
+    "数量割引2",
+    "数量の下限3",
+    "数量割引3",
+    "数量の下限4",
+    "数量割引4",
+    "数量の下限5",
+    "数量割引5",
+    "merchant-shipping-group",
+    "ステータス",
+]
+JP_LISTINGS_MEANING = {
+    "商品名": "item-name",
+    "出品ID": "listing-id",
+    "出品者SKU": "seller-sku",
+    "価格": "price",
+    "数量": "quantity",
+    "出品日": "open-date",
+    "ASIN 1": "asin1",
+    "商品ID": "product-id",
+    "フルフィルメント・チャンネル": "fulfillment-channel",
+    "ステータス": "status",
+}
 CHARSETS = {"DE": "Cp1252", "US": "UTF-8", "JP": "windows-31j"}
 
 # Orders reports cover [now - 3 days, now - 1 day] of the seller's 30-day history.
@@ -272,15 +330,22 @@ def _as_served(text: str, charset: str) -> str:
     return text.encode(codec, errors="replace").decode(codec)
 
 
+def _amount(x: float, mp: str) -> str:
+    """An amount as the marketplace's reports write it: whole yen in JP, two decimals elsewhere."""
+    return f"{x:.0f}" if MARKETPLACES[mp].currency == "JPY" else f"{x:.2f}"
+
+
 def _parse_tsv(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header as served, and the rows keyed by English column names (JP's Japanese ones translated)."""
     lines = text.split("\r\n")
     assert lines[-1] == "", "a flat file ends with a line break"
     header = lines[0].split("\t")
+    keys = [JP_LISTINGS_MEANING.get(name, name) for name in header]
     rows = []
     for line in lines[1:-1]:
         cells = line.split("\t")
         assert len(cells) == len(header), line
-        rows.append(dict(zip(header, cells, strict=True)))
+        rows.append(dict(zip(keys, cells, strict=True)))
     return header, rows
 
 
@@ -404,7 +469,7 @@ def _expected_rows(world, mp: str, report_type: str, start, end) -> list[dict[st
                 "item-name": _as_served(r.name, charset),
                 "listing-id": r.listing_id,
                 "seller-sku": r.sku,
-                "price": f"{r.price:.2f}",
+                "price": _amount(r.price, mp),
                 "quantity": "" if r.quantity < 0 else str(int(r.quantity)),
                 "asin1": r.asin,
                 "product-id": r.eans[0] if r.eans else (r.upc or r.asin),
@@ -450,7 +515,9 @@ def _expected_rows(world, mp: str, report_type: str, start, end) -> list[dict[st
                     "asin": line["asin"],
                     "quantity": "0" if status == "Cancelled" else str(line["quantity"]),
                     "currency": MARKETPLACES[mp].currency,
-                    "item-price": "" if status in ("Pending", "Cancelled") else f"{line['item_price']:.2f}",
+                    "item-price": ""
+                    if status in ("Pending", "Cancelled")
+                    else _amount(line["item_price"], mp),
                     "ship-country": mp,
                 }
             )
@@ -478,8 +545,11 @@ def test_report_round_trip_serves_generator_rows_as_gzip_in_marketplace_charset(
     assert download.headers["content-type"] == f"text/plain;charset={CHARSETS[mp]}"
 
     header, rows = _parse_tsv(fetched.text)
-    assert header == EXPECTED_HEADERS[report_type]
-    assert len(header) == EXPECTED_COLUMN_COUNTS[report_type]
+    if (mp, report_type) == ("JP", LISTINGS):
+        assert header == JP_LISTINGS_HEADER and len(header) == 41
+    else:
+        assert header == EXPECTED_HEADERS[report_type]
+        assert len(header) == EXPECTED_COLUMN_COUNTS[report_type]
 
     expected = _expected_rows(amazon_sandbox.world, mp, report_type, fetched.start, fetched.end)
     assert len(expected) > 10, "the generator should give this report real data"
@@ -530,21 +600,27 @@ def test_us_listings_are_utf8_and_keep_every_character(amazon_sandbox, fetch_rep
         assert names[r.sku] == r.name
 
 
-def test_jp_listings_decode_windows_31j_japanese(amazon_sandbox, fetch_report):
+def test_jp_listings_are_windows_31j_with_japanese_headers_cp932_only_characters_and_whole_yen(
+    amazon_sandbox, fetch_report
+):
     fetched = fetch_report("JP", LISTINGS)
-    _, rows = _parse_tsv(fetched.text)
+    header, rows = _parse_tsv(fetched.text)
     listings = amazon_sandbox.world.listings["JP"]
+    assert header[:4] == ["商品名", "商品の説明", "出品ID", "出品者SKU"]
     assert len(rows) == len(listings)
-    assert all(row["item-name"].startswith("日本限定 ") for row in rows)
-    assert "日本限定".encode("cp932") in gzip.decompress(fetched.download.content)
-    # "×" exists in JIS X 0208 and survives; "ü" does not and becomes '?', as Amazon's cp932 writer does.
-    times = listings[listings["name"].str.contains("×")]
-    assert len(times)
     names = {row["seller-sku"]: row["item-name"] for row in rows}
-    for r in times.itertuples():
-        assert "×" in names[r.sku]
-    mueller = listings[listings["name"].str.contains("Müller")].iloc[0]
-    assert names[mueller["sku"]] == mueller["name"].replace("ü", "?")
+    assert names == dict(zip(listings["sku"], listings["name"], strict=True))  # every character survives
+    raw = gzip.decompress(fetched.download.content)
+    # NEC special characters and IBM extension kanji: in Microsoft's cp932, not in Shift_JIS.
+    for char in "①Ⅲ㈱№髙﨑":
+        assert char.encode("cp932") in raw, char
+        with pytest.raises(UnicodeEncodeError):
+            char.encode("shift_jis")
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("shift_jis")
+    assert "出品者SKU".encode("cp932") in raw
+    assert all(row["price"].isdigit() for row in rows), "yen prices have no decimal part"
+    assert all(re.fullmatch(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} JST", row["open-date"]) for row in rows)
 
 
 def test_library_download_true_decodes_de_by_content_type_charset(amazon_sandbox, fetch_report):

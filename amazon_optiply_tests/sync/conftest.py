@@ -2,27 +2,17 @@
 
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from amazon_optiply.sandbox.server import Sandbox
-from amazon_optiply_tests.sync.harness import SyncHarness, point_at_sandbox, sandbox_config
+from amazon_optiply_tests.sync.harness import point_at_sandbox, running_harness, sandbox_config
 
 
 @pytest.fixture
 def harness(fast_tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh sandbox (a new Optiply account), its own state folder and an in-memory Dagster instance.
-
-    The runs are executed in process, so the instance needs no daemon and no DAGSTER_HOME: an ephemeral
-    one keeps its runs and events in memory, which halves a sync's time against SQLite files.
-    """
-    sandbox = Sandbox(sandbox_config()).start()
-    try:
-        orders_start = point_at_sandbox(sandbox, fast_tmp_path, monkeypatch)
-        with dg.DagsterInstance.ephemeral() as instance:
-            yield SyncHarness(sandbox, instance, orders_start, fast_tmp_path)
-    finally:
-        sandbox.stop()
+    """The usual seller (DE and US) on a fresh sandbox, with its own state folder and Dagster instance."""
+    with running_harness(fast_tmp_path, monkeypatch) as harness:
+        yield harness
 
 
 @pytest.fixture

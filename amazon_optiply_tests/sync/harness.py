@@ -1,5 +1,7 @@
 """The tests' sandbox seller (DE and US, a frozen clock), the platform pointed at it, and a harness to sync and inspect."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +25,8 @@ class SyncHarness:
     instance: dg.DagsterInstance
     orders_start: pd.Timestamp
     workdir: Path  # the sync state (state.sqlite) and the asset files
+    marketplaces: tuple[str, ...] = MARKETPLACE_CODES
+    main: str = MAIN  # the first marketplace: the platform's default main one
 
     def sync(self):
         from amazon_optiply.sync import sync_all
@@ -73,8 +77,8 @@ class SyncHarness:
 
     def expected_products(self, stock_source: str = "fba") -> pd.DataFrame:
         frames = []
-        for code in MARKETPLACE_CODES:
-            suffix = None if code == MAIN else MARKETPLACES[code].marketplace_id
+        for code in self.marketplaces:
+            suffix = None if code == self.main else MARKETPLACES[code].marketplace_id
             frames.append(self.sandbox.world.expected_products(code, suffix, stock_source))
         return pd.concat(frames, ignore_index=True)
 
@@ -82,15 +86,20 @@ class SyncHarness:
         now = self.sandbox.clock.now()
         return {
             code: self.sandbox.world.expected_sell_orders(code, self.orders_start.to_pydatetime(), now)
-            for code in MARKETPLACE_CODES
+            for code in self.marketplaces
         }
 
 
-def sandbox_config(**seller: object) -> SandboxConfig:
+def sandbox_config(seller: SellerConfig | None = None, **seller_settings: object) -> SandboxConfig:
     """The tests' sandbox: a small seller (DE and US unless told), fast reports, Amazon's rates × 50, a frozen clock."""
-    seller = {"marketplaces": MARKETPLACE_CODES, "skus": 150, "orders_per_day": 60, "seed": 11} | seller
+    settings = {
+        "marketplaces": MARKETPLACE_CODES,
+        "skus": 150,
+        "orders_per_day": 60,
+        "seed": 11,
+    } | seller_settings
     return SandboxConfig(
-        seller=SellerConfig(**seller),
+        seller=seller or SellerConfig(**settings),
         amazon=AmazonSettings(report_queue_seconds=0.01, report_processing_seconds=0.05, rate_scale=50),
         frozen_clock=True,
     )
@@ -109,3 +118,23 @@ def point_at_sandbox(sandbox: Sandbox, workdir: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{workdir / 'state.sqlite'}")
     monkeypatch.setenv("ASSET_STORAGE_PATH", str(workdir / "assets"))
     return orders_start
+
+
+@contextmanager
+def running_harness(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, seller: SellerConfig | None = None
+) -> Iterator[SyncHarness]:
+    """A fresh sandbox for this seller (a new Optiply account), the platform pointed at it, an in-memory instance.
+
+    The runs execute in process, so the instance needs no daemon and no DAGSTER_HOME: an ephemeral one keeps
+    runs and events in memory, half a sync's time against SQLite files. Every marketplace of the seller must
+    be a partition (the test session's default).
+    """
+    sandbox = Sandbox(sandbox_config(seller)).start()
+    try:
+        orders_start = point_at_sandbox(sandbox, workdir, monkeypatch)
+        marketplaces = sandbox.config.seller.marketplaces
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield SyncHarness(sandbox, instance, orders_start, workdir, marketplaces, marketplaces[0])
+    finally:
+        sandbox.stop()

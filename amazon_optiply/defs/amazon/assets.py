@@ -17,7 +17,7 @@ from amazon_optiply.transforms.catalog import (
     fba_inventory_frame_from_pages,
 )
 from amazon_optiply.transforms.optiply import deduplicated_order_rows
-from amazon_optiply.transforms.reports import LISTINGS_REQUIRED, ORDERS_REQUIRED, parse_flat_file
+from amazon_optiply.transforms.reports import LISTINGS_REQUIRED, ORDERS_REQUIRED, header_set, parse_flat_file
 
 LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
 ORDERS_REPORT = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
@@ -38,7 +38,7 @@ raw_amazon_asset = functools.partial(
 )
 
 
-def _report_metadata(report: FetchedReport, malformed: pd.DataFrame) -> dict:
+def _report_metadata(report: FetchedReport, report_type: str, malformed: pd.DataFrame) -> dict:
     return {
         "report_id": report.report_id,
         "report_status": report.status,
@@ -48,6 +48,8 @@ def _report_metadata(report: FetchedReport, malformed: pd.DataFrame) -> dict:
         "data_start": str(report.data_start),
         "data_end": str(report.data_end),
         "charset": str(report.charset),
+        # Which localized header set the columns were renamed from (`en`: Amazon's English names).
+        "header_set": header_set(report.text or "", report_type),
         "malformed_rows": len(malformed),
         "malformed_preview": markdown_rows(malformed, limit=10),
     }
@@ -84,7 +86,10 @@ def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource, s
         )
     frame, malformed = parse_flat_file(report.text or "", LISTINGS_REPORT, LISTINGS_REQUIRED)
     yield dg.Output(
-        frame, metadata=frame_metadata(frame, **_report_metadata(report, malformed), **_call_metadata(amazon))
+        frame,
+        metadata=frame_metadata(
+            frame, **_report_metadata(report, LISTINGS_REPORT, malformed), **_call_metadata(amazon)
+        ),
     )
     yield schema_check(frame, schemas.ListingsReport)
 
@@ -229,7 +234,7 @@ def orders_report(
             frame,
             orders=int(frame["amazon-order-id"].nunique()) if len(frame) else 0,
             orders_start=str(orders_start),
-            **_report_metadata(report, malformed),
+            **_report_metadata(report, ORDERS_REPORT, malformed),
             **_call_metadata(amazon),
         ),
     )
