@@ -20,13 +20,15 @@ EXPECTED_ASSETS = {
     "optiply_existing_products": set(),
     "optiply_product_payloads": {"enriched_catalog", "optiply_existing_products"},
     "optiply_products": {"optiply_product_payloads"},
+    "optiply_existing_sell_orders": {"orders_report"},
     "optiply_sell_order_payloads": {
         "orders_report",
         "catalog_identifiers",
         "optiply_existing_products",
+        "optiply_existing_sell_orders",
         "optiply_products",
     },
-    "optiply_sell_orders": {"optiply_sell_order_payloads"},
+    "optiply_sell_orders": {"optiply_sell_order_payloads", "optiply_existing_sell_orders"},
 }
 
 
