@@ -38,6 +38,10 @@ class CatalogIdentifiers(_Model):
     item_name: Series[str]
 
 
+class OrderIdentifiers(CatalogIdentifiers):
+    pass
+
+
 class OrdersReport(_Model):
     amazon_order_id: Series[str] = pa.Field(alias="amazon-order-id", str_matches=r"^\d{3}-\d{7}-\d{7}$")
     purchase_date: Series[str] = pa.Field(alias="purchase-date")

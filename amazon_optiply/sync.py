@@ -27,9 +27,11 @@ class MarketplaceResult:
     error: str = ""
 
     def line(self) -> str:
+        counts = " ".join(f"{k}={v}" for k, v in self.summary.items())
         if not self.success:
-            return f"{self.marketplace}: FAILED {self.error}"
-        return f"{self.marketplace}: " + " ".join(f"{k}={v}" for k, v in self.summary.items())
+            # A failed product side still lets orders through: say what did go out.
+            return f"{self.marketplace}: FAILED {self.error}" + (f" ({counts})" if counts else "")
+        return f"{self.marketplace}: {counts}"
 
 
 def sync_marketplace(

@@ -19,6 +19,7 @@ from amazon_optiply.delivery import (
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings, OptiplyResource, SyncStateResource
+from amazon_optiply.run_order import ORDER_PATH_TAGS
 from amazon_optiply.transforms import optiply as payloads
 from amazon_optiply.transforms.optiply import GIVEN_UP, HELD_DISPOSITIONS, SKIPPED_DISPOSITIONS
 
@@ -187,6 +188,7 @@ def optiply_products(
     kinds={"pandas", "optiply"},
     owners=["team:integrations"],
     check_specs=[schema_check_spec("optiply_existing_sell_orders", blocking=True)],
+    op_tags=ORDER_PATH_TAGS,
 )
 def optiply_existing_sell_orders(
     context: dg.AssetExecutionContext,
@@ -226,18 +228,18 @@ def optiply_existing_sell_orders(
     group_name=GROUP,
     kinds={"pandas", "optiply"},
     owners=["team:integrations"],
-    deps=["optiply_products"],
     check_specs=[
         schema_check_spec("optiply_sell_order_payloads", blocking=True),
         dg.AssetCheckSpec(
             "orders_held", asset="optiply_sell_order_payloads", description="Orders not sent, and why"
         ),
     ],
+    op_tags=ORDER_PATH_TAGS,
 )
 def optiply_sell_order_payloads(
     context: dg.AssetExecutionContext,
     orders_report: pd.DataFrame,
-    catalog_identifiers: pd.DataFrame,
+    order_identifiers: pd.DataFrame,
     optiply_existing_products: pd.DataFrame,
     optiply_existing_sell_orders: pd.DataFrame,
     sync_state: SyncStateResource,
@@ -245,7 +247,9 @@ def optiply_sell_order_payloads(
 ):
     """Sell-order lines with their order's fields, the Optiply product id per line, and what to do with each order.
 
-    Full flavour: lines point at the products this integration delivered. Secondary flavour: at the
+    Full flavour: lines point at the products this integration delivered, as on record in the state
+    database when this step runs (after the run's product delivery, which it does not depend on: a failed
+    listings report holds only the orders whose products are not in Optiply yet). Secondary flavour: at the
     existing Optiply product with the line's SKU or EAN (the match key). Orders on record as delivered, or
     that Optiply already holds, are `already_delivered`.
     """
@@ -260,9 +264,7 @@ def optiply_sell_order_payloads(
             country == settings.main,
         )
     else:
-        matcher = payloads.ExistingProducts(
-            optiply_existing_products, settings.match_key, catalog_identifiers
-        )
+        matcher = payloads.ExistingProducts(optiply_existing_products, settings.match_key, order_identifiers)
     delivered = state.records(SELL_ORDERS, country)
     _, orders_start = state.order_cursor(country)
     now = pd.Timestamp.now(tz="UTC")
@@ -309,6 +311,7 @@ def optiply_sell_order_payloads(
     kinds={"optiply"},
     owners=["team:integrations"],
     freshness_policy=DELIVERY_FRESHNESS,
+    op_tags=ORDER_PATH_TAGS,
 )
 def optiply_sell_orders(
     context: dg.AssetExecutionContext,
