@@ -226,10 +226,10 @@ def plan_product_writes(
         unknown = plan.index[~is_local]
         found_by_remote_id = plan.loc[unknown, "remoteId"].isin(ours.index)
         # Our coupling's products no listing holds (by the state or its own remoteId): the old integration's.
-        held = set(delivered["optiply_id"].dropna().astype(int)) | set(
+        taken = set(delivered["optiply_id"].dropna().astype(int)) | set(
             ours.loc[plan.loc[unknown[found_by_remote_id], "remoteId"], "optiply_id"].astype(int)
         )
-        legacy = ours[~ours["optiply_id"].isin(held)]
+        legacy = ours[~ours["optiply_id"].isin(taken)]
         successors = take_over_successors(plan.loc[unknown[~found_by_remote_id]], legacy)
         for i in unknown:
             remote_id, key = plan.at[i, "remoteId"], plan.at[i, match_key]
