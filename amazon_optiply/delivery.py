@@ -63,7 +63,7 @@ def _product_attributes(row: dict, names: list[str]) -> dict:
 def deliver_products(
     client: OptiplyClient, state: SyncState, marketplace: str, plan: pd.DataFrame
 ) -> DeliveryReport:
-    """POST new products, PATCH only the changed attributes of known or adopted ones, leave the rest alone."""
+    """POST new products, PATCH changed attributes of known, taken-over or adopted ones, leave the rest."""
     report = DeliveryReport(recovered=resolve_intended(client, state, PRODUCTS, marketplace))
     # Products settled just now have no attributes on record: compare them again on the next run.
     for row in plan.to_dict("records"):
@@ -83,13 +83,22 @@ def deliver_products(
                 PRODUCTS, {"remoteId": remote_id, **_product_attributes(row, PRODUCT_ATTRIBUTES)}
             )
             report.add("created")
-        else:  # update or adopt: a PATCH, which is safe to repeat
+        else:  # update, take_over or adopt: a PATCH, which is safe to repeat
             optiply_id = int(row["optiply_id"])
             client.update(PRODUCTS, optiply_id, _product_attributes(row, row["changed"].split(",")))
-            report.add("adopted" if action == "adopt" else "updated")
+            report.add({"adopt": "adopted", "take_over": "taken_over"}.get(action, "updated"))
         state.record_done(PRODUCTS, remote_id, marketplace, optiply_id, row["attributes"])
         report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
     return report
+
+
+def products_under_remote_ids(client: OptiplyClient, remote_ids: list[str]) -> list[dict]:
+    """The ENABLED products Optiply holds under any of these remoteIds, one look-up each (no IN filter)."""
+    found: dict[int, dict] = {}
+    for remote_id in dict.fromkeys(remote_ids):
+        for record in client.iter_records(PRODUCTS, {"remoteId": remote_id, "status": "ENABLED"}):
+            found[record["id"]] = record
+    return [found[i] for i in sorted(found)]
 
 
 def delivered_in_optiply(client: OptiplyClient, placed_from: str) -> dict[str, int]:
@@ -101,14 +110,27 @@ def delivered_in_optiply(client: OptiplyClient, placed_from: str) -> dict[str, i
     }
 
 
+def record_existing_sell_orders(state: SyncState, marketplace: str, existing: pd.DataFrame) -> int:
+    """Record the orders Optiply already held (remoteId, optiply_id) as delivered; returns how many were new.
+
+    Before anything is posted, so a crash after this never loses them: later cycles skip Optiply's read.
+    """
+    records = state.records(SELL_ORDERS, marketplace)
+    done = set(records.loc[records["state"] == "done", "remote_id"])
+    new = existing[~existing["remoteId"].isin(done)]
+    for remote_id, optiply_id in zip(new["remoteId"], new["optiply_id"], strict=True):
+        state.record_done(SELL_ORDERS, remote_id, marketplace, int(optiply_id), None)
+    return len(new)
+
+
 def deliver_sell_orders(
     client: OptiplyClient, state: SyncState, marketplace: str, lines: pd.DataFrame, now: datetime
 ) -> DeliveryReport:
     """Post every order whose disposition is `deliver`, once; count the others by disposition.
 
     Held orders are remembered with the time they were first held (their retention runs from there).
-    With no sell order on record for this marketplace (a first run, or a lost state database), the
-    orders Optiply already holds for the window are looked up first and never posted again.
+    Orders Optiply held before a first run (or a lost state database) are recorded beforehand
+    (record_existing_sell_orders) and arrive here as `already_delivered`.
     """
     records = state.records(SELL_ORDERS, marketplace)
     intended = set(records.loc[records["state"] == "intended", "remote_id"])
@@ -127,12 +149,9 @@ def deliver_sell_orders(
             given_up,
         )
     to_deliver = lines[lines["disposition"] == "deliver"]
-    already_there: dict[str, int] = {}
-    if records[records["state"] == "done"].empty and len(to_deliver):
-        already_there = delivered_in_optiply(client, str(to_deliver["placed"].min()))
     for remote_id, order_lines in to_deliver.groupby("remoteId", sort=False):
-        found_id = already_there.get(remote_id)
-        if found_id is None and remote_id in intended:
+        found_id = None
+        if remote_id in intended:
             found = client.find_by_remote_id(SELL_ORDERS, remote_id)
             found_id = int(found["id"]) if found is not None else None
         if found_id is not None:

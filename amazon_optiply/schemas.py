@@ -38,6 +38,10 @@ class CatalogIdentifiers(_Model):
     item_name: Series[str]
 
 
+class OrderIdentifiers(CatalogIdentifiers):
+    pass
+
+
 class OrdersReport(_Model):
     amazon_order_id: Series[str] = pa.Field(alias="amazon-order-id", str_matches=r"^\d{3}-\d{7}-\d{7}$")
     purchase_date: Series[str] = pa.Field(alias="purchase-date")
@@ -77,11 +81,12 @@ class OptiplyProductPayloads(_Model):
     eanCode: Series[str] = pa.Field(nullable=True, str_matches=r"^\d{13}$")
     price: Series[float] = pa.Field(ge=0, le=9_999_999.99)
     stockLevel: Series[int] = pa.Field(ge=0)
+    legacy_remote_id: Series[str] = pa.Field(nullable=True)
     action: Series[str] = pa.Field(isin=list(PRODUCT_ACTIONS))
     optiply_id: Series[pa.Int64] = pa.Field(nullable=True)
     known_from: Series[str] = pa.Field(isin=["state", "optiply", "new"])
 
-    @pa.dataframe_check(error="a product to update, adopt or leave unchanged lacks its Optiply id")
+    @pa.dataframe_check(error="a product to update, take over, adopt or leave unchanged lacks its Optiply id")
     def known_products_have_ids(cls, df):
         return df["action"].isin(["create", "conflict"]) | df["optiply_id"].notna()
 
@@ -94,6 +99,11 @@ class OptiplyExistingProducts(_Model):
     eanCode: Series[str] = pa.Field(nullable=True)
     price: Series[float] = pa.Field(nullable=True)
     stockLevel: Series[pa.Int64] = pa.Field(nullable=True)
+
+
+class OptiplyExistingSellOrders(_Model):
+    remoteId: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
+    optiply_id: Series[pa.Int64] = pa.Field(unique=True)
 
 
 class OptiplySellOrderPayloads(_Model):

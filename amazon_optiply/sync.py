@@ -27,9 +27,11 @@ class MarketplaceResult:
     error: str = ""
 
     def line(self) -> str:
+        counts = " ".join(f"{k}={v}" for k, v in self.summary.items())
         if not self.success:
-            return f"{self.marketplace}: FAILED {self.error}"
-        return f"{self.marketplace}: " + " ".join(f"{k}={v}" for k, v in self.summary.items())
+            # A failed product side still lets orders through: say what did go out.
+            return f"{self.marketplace}: FAILED {self.error}" + (f" ({counts})" if counts else "")
+        return f"{self.marketplace}: {counts}"
 
 
 def sync_marketplace(
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amazon_optiply.sync", description=__doc__)
     parser.add_argument("--embedded-sandbox", action="store_true", help="start the sandbox in-process first")
     parser.add_argument("--skus", type=int, default=2000, help="sandbox seller size")
+    parser.add_argument(
+        "--old-integration",
+        action="store_true",
+        help="the embedded sandbox starts from an Optiply account the old Amazon integration fed",
+    )
     args = parser.parse_args(argv)
     sandbox = None
     if args.embedded_sandbox:
@@ -79,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
 
         marketplaces = tuple(os.environ.get("AMAZON_MARKETPLACES", "DE,FR,US").split(","))
         sandbox = Sandbox(
-            SandboxConfig(seller=SellerConfig(marketplaces=marketplaces, skus=args.skus))
+            SandboxConfig(
+                seller=SellerConfig(marketplaces=marketplaces, skus=args.skus),
+                old_integration=args.old_integration,
+            )
         ).start()
         os.environ.update(sandbox.env())
         # The sandbox is local: no need to space writes as real Optiply wants.

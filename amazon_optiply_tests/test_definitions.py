@@ -9,24 +9,28 @@ from pathlib import Path
 import dagster as dg
 
 from amazon_optiply.definitions import defs
+from amazon_optiply.defs.optiply.schedules import PRODUCT_SIDE, sync_job
 
 EXPECTED_ASSETS = {
     "listings_report": set(),
     "fba_inventory": set(),
-    "catalog_identifiers": {"listings_report", "orders_report"},
+    "catalog_identifiers": {"listings_report"},
     "orders_report": set(),
+    "order_identifiers": {"orders_report"},
     "warehouse_stock": {"listings_report", "fba_inventory"},
     "enriched_catalog": {"listings_report", "catalog_identifiers", "warehouse_stock"},
     "optiply_existing_products": set(),
     "optiply_product_payloads": {"enriched_catalog", "optiply_existing_products"},
     "optiply_products": {"optiply_product_payloads"},
+    "optiply_existing_sell_orders": {"orders_report"},
+    # Not downstream of any product step: a failed listings report must not stop the orders.
     "optiply_sell_order_payloads": {
         "orders_report",
-        "catalog_identifiers",
+        "order_identifiers",
         "optiply_existing_products",
-        "optiply_products",
+        "optiply_existing_sell_orders",
     },
-    "optiply_sell_orders": {"optiply_sell_order_payloads"},
+    "optiply_sell_orders": {"optiply_sell_order_payloads", "optiply_existing_sell_orders"},
 }
 
 
@@ -40,6 +44,37 @@ def test_asset_graph_is_the_documented_lineage():
         assert node.partitions_def.get_partition_keys() == ["DE", "US", "JP", "AU"], name
         assert node.description, f"{name} has no description"
         assert node.owners == ["team:integrations"], name
+
+
+ORDER_PATH = {
+    "orders_report",
+    "order_identifiers",
+    "optiply_existing_sell_orders",
+    "optiply_sell_order_payloads",
+    "optiply_sell_orders",
+}
+
+
+def test_orders_do_not_wait_on_products_but_run_after_them():
+    """Dagster skips what is downstream of a failed step: the order path has no product step upstream, and a
+    lower priority so the in-process executor runs it after the product steps it does not depend on."""
+    graph = defs().resolve_asset_graph()
+    product_side = {k.to_user_string() for k in PRODUCT_SIDE.resolve(graph)}
+    assert product_side.isdisjoint(ORDER_PATH) and "listings_report" in product_side
+    upstream = dg.AssetSelection.assets(*ORDER_PATH).upstream().resolve(graph)
+    assert {k.to_user_string() for k in upstream}.isdisjoint(product_side)
+
+    def priority(name: str) -> int:
+        return int(defs().get_assets_def(name).op.tags.get("dagster/priority", 0))
+
+    assert max(priority(n) for n in ORDER_PATH) < min(priority(n) for n in product_side)
+
+
+def test_the_secondary_flavour_reads_no_listings_and_writes_no_products():
+    graph = defs().resolve_asset_graph()
+    selected = {k.to_user_string() for k in sync_job("secondary").selection.resolve(graph)}
+    assert selected == set(EXPECTED_ASSETS) - {k.to_user_string() for k in PRODUCT_SIDE.resolve(graph)}
+    assert "listings_report" not in selected and "optiply_sell_orders" in selected
 
 
 def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blocking_ones():

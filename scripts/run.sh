@@ -13,7 +13,7 @@ sandbox_env="$DAGSTER_HOME/sandbox.env"
 rm -f "$sandbox_env"
 .venv/bin/python -m amazon_optiply.sandbox --sp-api-port "${SP_API_PORT:-8701}" --optiply-port "${OPTIPLY_PORT:-8702}" \
   --marketplaces "$AMAZON_MARKETPLACES" --skus "${SANDBOX_SKUS:-2000}" --rate-scale "${SANDBOX_RATE_SCALE:-5}" \
-  >"$sandbox_env" &
+  ${SANDBOX_OLD_INTEGRATION:+--old-integration} >"$sandbox_env" &
 sandbox_pid=$!
 trap 'kill $sandbox_pid 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do

@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         "--report-seconds", type=float, default=1.0, help="report processing time (Amazon: minutes)"
     )
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply Amazon's documented rates")
+    p.add_argument(
+        "--old-integration",
+        action="store_true",
+        help="start from an Optiply account the old Amazon integration fed (products by ASIN, orders posted)",
+    )
     args = p.parse_args(argv)
 
     config = SandboxConfig(
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         sp_api_port=args.sp_api_port,
         optiply_port=args.optiply_port,
+        old_integration=args.old_integration,
     )
     sandbox = Sandbox(config).start()
     print(f"SP_API_ENDPOINT={sandbox.sp_api_url}", flush=True)

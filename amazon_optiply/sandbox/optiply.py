@@ -455,6 +455,29 @@ class OptiplyBackend:
                 ids.append(self._insert("products", clean, coupling_id))
         return ids
 
+    def preload_sell_orders(self, orders: Iterable[dict[str, Any]], coupling_id: int | None) -> list[int]:
+        """Create sell orders (nested `orderLines` included) as another integration posted them; returns ids.
+
+        Validated like a POST, product references included; a bad one raises ValueError.
+        """
+        ids = []
+        with self.lock:
+            for attributes in orders:
+                errors = _Errors()
+                attributes = dict(_decimalize(attributes))
+                lines = self._validate_nested_lines(attributes.pop("orderLines", []), errors)
+                clean = _validate_attributes(
+                    SELL_ORDER_FIELDS, attributes, creating=True, errors=errors, pointer="/data/attributes"
+                )
+                if errors.items:
+                    raise ValueError(f"invalid preloaded sell order {attributes!r}: {errors.items}")
+                order_id = self._insert("sellOrders", clean, coupling_id)
+                for line in lines:
+                    self._insert("sellOrderLines", {"sellOrderId": order_id, **line}, None)
+                self._refresh_order_lines(order_id)
+                ids.append(order_id)
+        return ids
+
     # -- OAuth ----------------------------------------------------------------------------------------
 
     def issue_token(self, request: Request) -> Response:

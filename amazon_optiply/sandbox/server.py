@@ -17,6 +17,7 @@ from amazon_optiply.sandbox.amazon import (
 )
 from amazon_optiply.sandbox.clock import SandboxClock
 from amazon_optiply.sandbox.faults import FaultRates, Faults
+from amazon_optiply.sandbox.old_integration import OldIntegrationAccount, seed_old_integration
 from amazon_optiply.sandbox.seller import SellerConfig, SellerWorld
 
 OPTIPLY_ACCOUNT_ID = 1
@@ -33,6 +34,10 @@ class SandboxConfig:
     optiply_port: int = 0
     frozen_clock: bool = False
     optiply_token_ttl_seconds: float = 3600
+    # Start from an Optiply account the old Amazon integration fed until now (see old_integration.py).
+    old_integration: bool = False
+    # How far back that integration's sell orders reach (the platform's default ORDERS_LOOKBACK_DAYS is 7).
+    old_integration_order_days: int = 7
 
 
 def credentials_from_env(settings: AmazonSettings) -> AmazonSettings:
@@ -63,6 +68,18 @@ class Sandbox:
             token_ttl_seconds=self.config.optiply_token_ttl_seconds,
             account_id=OPTIPLY_ACCOUNT_ID,
         )
+        self.old_integration: OldIntegrationAccount | None = None
+        if self.config.old_integration:
+            now = self.clock.now()
+            self.old_integration = seed_old_integration(
+                self.world,
+                self.optiply,
+                OPTIPLY_COUPLING_ID,
+                # The platform's default main marketplace: the first of AMAZON_MARKETPLACES (see env()).
+                main=self.config.seller.marketplaces[0],
+                orders_since=now - timedelta(days=self.config.old_integration_order_days),
+                stopped_at=now,
+            )
         self._servers = []
 
     def start(self) -> Sandbox:

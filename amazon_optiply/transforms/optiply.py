@@ -19,6 +19,9 @@ Pure pandas. The rules an Optiply user relies on are written here once:
 - In the full flavour the main marketplace adopts an existing Optiply product with the same match key
   instead of creating a second one; a remoteId Optiply already holds for our coupling (a deployment that
   lost its state) is recognised, never created again.
+- A product the old Amazon integration left under our coupling (remoteId = the ASIN, `<ASIN>_<marketplaceId>`
+  outside the main marketplace) is taken over by one listing of that ASIN: the one whose SKU is the
+  product's skuCode, else the lowest SKU (code-point order). Its remoteId moves to this platform's.
 - An order with a line that matches no product is held (not sent) and retried every cycle; after the
   retention period it is given up and reported as such.
 """
@@ -36,8 +39,9 @@ PRODUCT_ATTRIBUTES = ["name", "skuCode", "eanCode", "price", "stockLevel"]
 
 FLAVOURS = ("full", "secondary")
 MATCH_KEYS = ("eanCode", "skuCode")
-# What the product plan does with each product; `conflict`: several Optiply products share the match key.
-PRODUCT_ACTIONS = ("create", "update", "unchanged", "adopt", "conflict")
+# What the product plan does with each product; `conflict`: several Optiply products share the match key;
+# `take_over`: the product the old integration made for the listing's ASIN becomes the listing's.
+PRODUCT_ACTIONS = ("create", "update", "unchanged", "adopt", "take_over", "conflict")
 
 DELIVERABLE_STATUSES = {"Unshipped", "Shipping", "PartiallyShipped", "Shipped"}
 WAITING_STATUSES = {"Pending", "PendingAvailability", "InvoiceUnconfirmed"}
@@ -69,7 +73,11 @@ def product_remote_id(sku: pd.Series, marketplace_id: str, is_main_marketplace: 
 def optiply_product_payloads(
     catalog: pd.DataFrame, marketplace_id: str, is_main_marketplace: bool
 ) -> pd.DataFrame:
-    """Product attributes for every active, well-formed listing."""
+    """Product attributes for every active, well-formed listing.
+
+    `legacy_remote_id` is the remoteId the old Amazon integration gave the listing's product: the same
+    rule with the ASIN in place of the SKU.
+    """
     rows = catalog[(catalog["listing_status"] == "Active") & catalog["problem"].isna()]
     rows = rows.drop_duplicates("sku", keep="first")
     return pd.DataFrame(
@@ -80,6 +88,9 @@ def optiply_product_payloads(
             "eanCode": rows["ean_code"].astype("string"),
             "price": rows["price"].astype("float64"),
             "stockLevel": rows["stock_level"].astype("int64"),
+            "legacy_remote_id": product_remote_id(rows["asin"], marketplace_id, is_main_marketplace).astype(
+                "string"
+            ),
         }
     ).reset_index(drop=True)
 
@@ -168,13 +179,15 @@ def plan_product_writes(
     match_key: str = "eanCode",
     adopt_existing: bool = False,
 ) -> pd.DataFrame:
-    """Decide per product: create, update (attributes changed), unchanged, adopt or conflict.
+    """Decide per product: create, update (attributes changed), unchanged, take_over, adopt or conflict.
 
     `delivered` holds remote_id, optiply_id and the attributes_json last sent (the local state).
-    `existing` holds Optiply's products (existing_products_frame): a remoteId the local state does not
-    know but Optiply holds for our coupling is compared with Optiply's attributes instead of created again;
-    with `adopt_existing`, a product no coupling of ours claims and whose match key equals ours is taken
-    over (`adopt`: PATCH the changed attributes and our remoteId). `changed` lists what a write sends.
+    `existing` holds Optiply's products (existing_products_frame). For a listing the local state does not
+    know, in this order: a product Optiply holds for our coupling under the listing's remoteId is compared
+    with it instead of created again; one our coupling holds under the listing's `legacy_remote_id` (the
+    old integration's) is taken over (`take_over`, see take_over_successors); with `adopt_existing`, a
+    product no coupling of ours claims and whose match key equals ours is adopted. Both PATCH the changed
+    attributes and our remoteId. `changed` lists what a write sends.
     """
     plan = payloads.copy().reset_index(drop=True)
     plan["attributes"] = _attributes_column(plan)
@@ -210,7 +223,15 @@ def plan_product_writes(
         claimed = set(delivered["optiply_id"].dropna().astype(int)) | set(ours["optiply_id"].astype(int))
         unclaimed = existing[~existing["optiply_id"].isin(claimed) & existing[match_key].notna()]
         by_key = unclaimed.groupby(match_key)["optiply_id"].apply(list).to_dict()
-        for i in plan.index[~is_local]:
+        unknown = plan.index[~is_local]
+        found_by_remote_id = plan.loc[unknown, "remoteId"].isin(ours.index)
+        # Our coupling's products no listing holds (by the state or its own remoteId): the old integration's.
+        taken = set(delivered["optiply_id"].dropna().astype(int)) | set(
+            ours.loc[plan.loc[unknown[found_by_remote_id], "remoteId"], "optiply_id"].astype(int)
+        )
+        legacy = ours[~ours["optiply_id"].isin(taken)]
+        successors = take_over_successors(plan.loc[unknown[~found_by_remote_id]], legacy)
+        for i in unknown:
             remote_id, key = plan.at[i, "remoteId"], plan.at[i, match_key]
             current = json.loads(plan.at[i, "attributes"])
             if remote_id in ours.index:
@@ -218,6 +239,15 @@ def plan_product_writes(
                 plan.loc[i, ["action", "optiply_id", "changed", "known_from"]] = [
                     "update" if diff else "unchanged",
                     int(ours.at[remote_id, "optiply_id"]),
+                    ",".join(diff),
+                    "optiply",
+                ]
+            elif i in successors:
+                old = legacy.loc[successors[i]]
+                diff = ["remoteId", *_changed(json.loads(attributes_json(old.to_dict())), current)]
+                plan.loc[i, ["action", "optiply_id", "changed", "known_from"]] = [
+                    "take_over",
+                    int(old["optiply_id"]),
                     ",".join(diff),
                     "optiply",
                 ]
@@ -243,8 +273,38 @@ def plan_product_writes(
     return plan
 
 
+def take_over_successors(listings: pd.DataFrame, legacy: pd.DataFrame) -> dict[int, str]:
+    """Which listing takes over each product the old integration left: listing index -> its old remoteId.
+
+    `legacy` holds our coupling's products no listing holds yet, indexed by remoteId. The old integration
+    made one product per ASIN (per marketplace); of the ASIN's listings, the one whose SKU is the product's
+    skuCode takes it over (the product already stands for that SKU), else the lowest SKU in code-point
+    order. The ASIN's other listings get products of their own.
+    """
+    candidates = listings[listings["legacy_remote_id"].isin(legacy.index)]
+    successors: dict[int, str] = {}
+    for legacy_id, group in candidates.groupby("legacy_remote_id", sort=False):
+        old_sku = legacy.at[legacy_id, "skuCode"]
+        same_sku = group.index[group["skuCode"].astype(object) == old_sku] if not _is_missing(old_sku) else []
+        successor = same_sku[0] if len(same_sku) else group.sort_values("skuCode", kind="stable").index[0]
+        successors[successor] = legacy_id
+    return successors
+
+
 def _changed(previous: dict, current: dict) -> list[str]:
     return sorted(k for k in PRODUCT_ATTRIBUTES if previous.get(k) != current.get(k))
+
+
+def existing_sell_orders_frame(held: dict[str, int], orders: pd.DataFrame) -> pd.DataFrame:
+    """Of Optiply's sell orders (remoteId -> id), the ones the orders report names, one row each."""
+    named = set(orders["amazon-order-id"].str.strip()) if len(orders) else set()
+    found = sorted(remote_id for remote_id in held if remote_id in named)
+    return pd.DataFrame(
+        {
+            "remoteId": pd.array(found, dtype="string"),
+            "optiply_id": pd.array([held[r] for r in found], dtype="Int64"),
+        }
+    )
 
 
 def optiply_time(values: pd.Series) -> pd.Series:

@@ -13,6 +13,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from sp_api.auth import access_token_client
 
 from amazon_optiply.clients.amazon import AmazonError
@@ -21,6 +22,7 @@ from amazon_optiply.sandbox.faults import FAULT_KINDS, FaultRates
 from amazon_optiply.state import SyncState
 from amazon_optiply.sync import sync_marketplace
 from amazon_optiply_tests.sync.ground_truth import assert_orders_match_ground_truth, optiply_products
+from amazon_optiply_tests.sync.test_bad_input import set_field, tamper_listings
 
 LISTINGS = "GET_MERCHANT_LISTINGS_ALL_DATA"
 ORDERS = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
@@ -168,7 +170,9 @@ def test_failed_listings_report_fails_the_run_and_optiply_keeps_the_last_values(
     assert (now_expected["stockLevel"] != after["stockLevel"]).any(), (
         "nothing changed: the test proves nothing"
     )
-    assert len(harness.sandbox.optiply.snapshot()["sellOrders"]) == orders_before
+    # Orders are not downstream of the listings: the new ones went out, on the products Optiply holds.
+    assert len(harness.sandbox.optiply.snapshot()["sellOrders"]) > orders_before
+    assert_orders_match_ground_truth(harness, optiply_products(harness), expected_de_orders(harness))
 
     # Listings have no cooldown: the next run (same moment) asks again and catches up.
     del harness.sandbox.amazon.forced_outcomes[LISTINGS]
@@ -176,6 +180,60 @@ def test_failed_listings_report_fails_the_run_and_optiply_keeps_the_last_values(
     assert result.success, result.error
     assert_matches_ground_truth(harness)
     assert state(harness).report_fatal(LISTINGS, "DE") is None
+
+
+def listings_check_failed_in(harness, run_id: str) -> bool:
+    """listings_report's schema check was planned in this run and never evaluated: the UI shows it failed."""
+    key = dg.AssetCheckKey(dg.AssetKey("listings_report"), "schema")
+    record = harness.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    run = harness.instance.get_run_by_id(record.run_id)
+    return (
+        record.run_id == run_id
+        and record.status == AssetCheckExecutionRecordStatus.PLANNED
+        and run.status == dg.DagsterRunStatus.FAILURE
+    )
+
+
+def test_orders_keep_flowing_while_the_listings_report_fails(harness):
+    # One listing is unusable in the first cycle (a bad price): its product never reaches Optiply, and the
+    # orders it was sold in wait for it.
+    first_orders = expected_de_orders(harness)["DE"]
+    waiting_sku = first_orders[0].lines[0]["sku"]
+    tamper_listings(harness, "DE", {waiting_sku}, set_field("price", "N/A"))
+    assert sync_de(harness).success
+    del harness.sandbox.amazon.tamper_documents[LISTINGS]
+    products_before = product_values(harness)
+    harness.sandbox.amazon.forced_outcomes[LISTINGS] = ("FATAL", "listings could not be compiled (test)")
+
+    delivered_per_cycle = []
+    for _ in range(3):
+        harness.sandbox.advance(timedelta(minutes=30))
+        result = sync_de(harness)
+
+        # The failure shows: a failed run, the listings step named, its check failed.
+        assert not result.success
+        assert result.error.startswith("listings_report: ") and "FATAL" in result.error, result.error
+        run = harness.instance.get_runs(filters=dg.RunsFilter(tags={"marketplace": "DE"}), limit=1)[0]
+        assert listings_check_failed_in(harness, run.run_id)
+        # Products keep their last values; every order whose products Optiply holds is delivered, once.
+        pd.testing.assert_frame_equal(product_values(harness), products_before)
+        eligible = expected_de_orders(harness)["DE"]
+        waiting = [o for o in eligible if any(ln["sku"] == waiting_sku for ln in o.lines)]
+        deliverable = [o for o in eligible if o not in waiting]
+        held = optiply_products(harness)
+        assert_orders_match_ground_truth(harness, held, {"DE": deliverable}, at_least=50)
+        check = harness.check_metadata("DE", "optiply_sell_order_payloads", "orders_held")
+        assert check["orders_held"] == len(waiting) > 0 and waiting_sku in check["held"]
+        delivered_per_cycle.append(result.summary["orders_delivered"])
+    assert sum(delivered_per_cycle) >= 2, f"too few new orders to prove anything: {delivered_per_cycle}"
+    moved = expected_de_products(harness).set_index("remoteId").loc[products_before.index]
+    assert (moved["stockLevel"] != products_before["stockLevel"]).any(), "nothing changed: proves nothing"
+
+    # Amazon delivers again: products catch up, and the waiting orders go out on their new product.
+    del harness.sandbox.amazon.forced_outcomes[LISTINGS]
+    result = sync_de(harness)
+    assert result.success, result.error
+    assert_matches_ground_truth(harness)
 
 
 def test_cancelled_orders_report_means_no_orders_and_the_cursor_moves_on_without_losing_any(harness):

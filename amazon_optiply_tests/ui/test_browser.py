@@ -185,11 +185,13 @@ ASSETS = (
     "orders_report",
     "fba_inventory",
     "catalog_identifiers",
+    "order_identifiers",
     "warehouse_stock",
     "enriched_catalog",
     "optiply_existing_products",
     "optiply_product_payloads",
     "optiply_products",
+    "optiply_existing_sell_orders",
     "optiply_sell_order_payloads",
     "optiply_sell_orders",
 )
@@ -197,8 +199,8 @@ ASSETS = (
 
 def test_lineage_shows_every_asset_checked_and_filled(page: Page):
     # The groups start collapsed; `expanded` is what "Expand all groups" puts in the URL. The graph is fitted
-    # to the window, and only at this size are the nodes drawn in full (name, checks, partitions).
-    page.set_viewport_size({"width": 3000, "height": 1600})
+    # to the window, and only at this size (two paths, thirteen assets) are the nodes drawn in full.
+    page.set_viewport_size({"width": 3000, "height": 2600})
     groups = ",".join(f"global@global:{g}" for g in ("amazon_raw", "warehouse", "optiply"))
     page.goto(f"/asset-groups/?expanded={quote(groups)}")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()

@@ -11,6 +11,8 @@ from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_c
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import SettingError, marketplace_partitions
 from amazon_optiply.resources import AmazonResource, FetchedReport, IntegrationSettings, SyncStateResource
+from amazon_optiply.run_order import ORDER_PATH_TAGS
+from amazon_optiply.state import SyncState
 from amazon_optiply.transforms.catalog import (
     FBA_COLUMNS,
     catalog_identifiers_frame,
@@ -136,27 +138,21 @@ def fba_inventory(
     yield schema_check(frame, schemas.FbaInventory)
 
 
-@raw_amazon_asset(check_specs=[schema_check_spec("catalog_identifiers")])
-def catalog_identifiers(
-    context: dg.AssetExecutionContext,
-    listings_report: pd.DataFrame,
-    orders_report: pd.DataFrame,
+def _identifiers(
+    country: str,
+    asins: pd.Series,
     amazon: AmazonResource,
-    sync_state: SyncStateResource,
-    settings: IntegrationSettings,
-):
-    """EAN and UPC codes per ASIN of the listings and the orders (searchCatalogItems, 20 ASINs a call).
+    state: SyncState,
+    refresh_days: int,
+) -> tuple[pd.DataFrame, int]:
+    """EAN and UPC codes of these ASINs (searchCatalogItems, 20 a call), and how many were asked for.
 
     Identifiers rarely change, so they are kept across runs: only ASINs never seen or older than the
-    refresh period are asked for. Orders' ASINs are included because the secondary flavour matches order
-    lines to Optiply products by EAN, and an ASIN sold may no longer be listed.
+    refresh period are asked for.
     """
-    country = context.partition_key
-    state = sync_state.open()
-    ordered = orders_report["asin"] if "asin" in orders_report else pd.Series(dtype="string")
-    wanted = sorted((set(listings_report["asin1"].str.strip()) | set(ordered.str.strip())) - {""})
+    wanted = sorted(set(asins.str.strip()) - {""})
     cached = state.cached_identifiers(country)
-    fresh_after = pd.Timestamp(datetime.now(UTC) - timedelta(days=settings.catalog_refresh_days))
+    fresh_after = pd.Timestamp(datetime.now(UTC) - timedelta(days=refresh_days))
     fresh = set(cached.loc[cached["fetched_at"] >= fresh_after, "asin"])
     to_fetch = [a for a in wanted if a not in fresh]
     marketplace_id = MARKETPLACES[country].marketplace_id
@@ -180,19 +176,76 @@ def catalog_identifiers(
         .sort_values("asin")
         .reset_index(drop=True)
     )
+    return frame, len(to_fetch)
+
+
+@raw_amazon_asset(check_specs=[schema_check_spec("catalog_identifiers")])
+def catalog_identifiers(
+    context: dg.AssetExecutionContext,
+    listings_report: pd.DataFrame,
+    amazon: AmazonResource,
+    sync_state: SyncStateResource,
+    settings: IntegrationSettings,
+):
+    """EAN and UPC codes per ASIN of the listings (searchCatalogItems, 20 ASINs a call), for the products.
+
+    Kept across runs in the state database: only ASINs never seen or older than CATALOG_REFRESH_DAYS are
+    asked for.
+    """
+    country = context.partition_key
+    frame, fetched = _identifiers(
+        country, listings_report["asin1"], amazon, sync_state.open(), settings.catalog_refresh_days
+    )
     yield dg.Output(
         frame,
         metadata=frame_metadata(
             frame,
-            asins_fetched=len(to_fetch),
-            asins_from_cache=len(wanted) - len(to_fetch),
+            asins_fetched=fetched,
+            asins_from_cache=len(frame) - fetched,
             **_call_metadata(amazon),
         ),
     )
     yield schema_check(frame, schemas.CatalogIdentifiers)
 
 
-@raw_amazon_asset(check_specs=[schema_check_spec("orders_report")])
+@raw_amazon_asset(check_specs=[schema_check_spec("order_identifiers")], op_tags=ORDER_PATH_TAGS)
+def order_identifiers(
+    context: dg.AssetExecutionContext,
+    orders_report: pd.DataFrame,
+    amazon: AmazonResource,
+    sync_state: SyncStateResource,
+    settings: IntegrationSettings,
+):
+    """EAN and UPC codes per ordered ASIN, for the secondary flavour's match by EAN (cached like listings').
+
+    An ASIN sold may no longer be listed, so the listings' identifiers are not enough. The full flavour asks
+    for none: its order lines find this integration's own products by SKU, and its order path needs no
+    SP-API call beyond the orders report.
+    """
+    country = context.partition_key
+    ordered = orders_report["asin"] if "asin" in orders_report else pd.Series(dtype="string")
+    if settings.writes_products:
+        frame = pd.DataFrame(columns=["asin", "ean_codes", "upc_codes", "item_name"], dtype="string")
+        fetched, note = 0, "full flavour: order lines match this integration's products by SKU"
+    else:
+        frame, fetched = _identifiers(
+            country, ordered, amazon, sync_state.open(), settings.catalog_refresh_days
+        )
+        note = "secondary flavour: order lines match Optiply products by EAN"
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(
+            frame,
+            asins_fetched=fetched,
+            asins_from_cache=len(frame) - fetched,
+            matching=note,
+            **_call_metadata(amazon),
+        ),
+    )
+    yield schema_check(frame, schemas.OrderIdentifiers)
+
+
+@raw_amazon_asset(check_specs=[schema_check_spec("orders_report")], op_tags=ORDER_PATH_TAGS)
 def orders_report(
     context: dg.AssetExecutionContext,
     amazon: AmazonResource,

@@ -7,10 +7,19 @@ import pandas as pd
 
 from amazon_optiply import schemas
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
-from amazon_optiply.delivery import PRODUCTS, SELL_ORDERS, deliver_products, deliver_sell_orders
+from amazon_optiply.delivery import (
+    PRODUCTS,
+    SELL_ORDERS,
+    deliver_products,
+    deliver_sell_orders,
+    delivered_in_optiply,
+    products_under_remote_ids,
+    record_existing_sell_orders,
+)
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings, OptiplyResource, SyncStateResource
+from amazon_optiply.run_order import ORDER_PATH_TAGS
 from amazon_optiply.transforms import optiply as payloads
 from amazon_optiply.transforms.optiply import GIVEN_UP, HELD_DISPOSITIONS, SKIPPED_DISPOSITIONS
 
@@ -82,27 +91,43 @@ def optiply_product_payloads(
     context: dg.AssetExecutionContext,
     enriched_catalog: pd.DataFrame,
     optiply_existing_products: pd.DataFrame,
+    optiply: OptiplyResource,
     sync_state: SyncStateResource,
     settings: IntegrationSettings,
 ):
-    """Product attributes per active listing, each marked create / update / unchanged / adopt / conflict.
+    """Product attributes per active listing, marked create, update, unchanged, take_over, adopt or conflict.
 
     Compared with what was last delivered (the local state), else with what Optiply holds for our
-    remoteId; in the main marketplace an existing Optiply product with the same match key is adopted.
+    remoteId; a product the old Amazon integration made for the listing's ASIN is taken over; in the main
+    marketplace an existing Optiply product with the same match key is adopted. When optiply_existing_products
+    skipped its read (products on record), a listing not on record is looked up in Optiply by both remoteIds.
     """
     country = context.partition_key
     is_main = country == settings.main
     frame = payloads.optiply_product_payloads(enriched_catalog, MARKETPLACES[country].marketplace_id, is_main)
-    delivered = sync_state.open().records(PRODUCTS, country)
+    state = sync_state.open()
+    delivered = state.records(PRODUCTS, country)
+    delivered = delivered[delivered["state"] == "done"]
+    existing = optiply_existing_products
+    not_on_record = frame[~frame["remoteId"].isin(delivered["remote_id"])]
+    looked_up = len(not_on_record) if len(delivered) else 0
+    if looked_up:
+        with optiply.client(state) as client:
+            records = products_under_remote_ids(
+                client, [*not_on_record["remoteId"], *not_on_record["legacy_remote_id"]]
+            )
+        found = payloads.existing_products_frame(records, optiply.coupling_id)
+        existing = found[found["remoteId"].notna()]  # ours only: adoption by match key is a first sync's
     plan = payloads.plan_product_writes(
-        frame,
-        delivered[delivered["state"] == "done"],
-        optiply_existing_products,
-        settings.match_key,
-        adopt_existing=is_main,
+        frame, delivered, existing, settings.match_key, adopt_existing=is_main
     )
     conflicts = plan[plan["action"] == "conflict"]
-    yield dg.Output(plan, metadata=frame_metadata(plan, actions=plan["action"].value_counts().to_dict()))
+    yield dg.Output(
+        plan,
+        metadata=frame_metadata(
+            plan, actions=plan["action"].value_counts().to_dict(), listings_looked_up_in_optiply=looked_up
+        ),
+    )
     yield dg.AssetCheckResult(
         check_name="products_unambiguous",
         passed=conflicts.empty,
@@ -146,6 +171,7 @@ def optiply_products(
             "products_created": report.counts.get("created", 0),
             "products_updated": report.counts.get("updated", 0),
             "products_unchanged": report.counts.get("unchanged", 0),
+            "products_taken_over": report.counts.get("taken_over", 0),
             "products_adopted": report.counts.get("adopted", 0),
             "products_in_conflict": report.counts.get("conflict", 0),
             "writes_recovered": report.recovered,
@@ -161,26 +187,71 @@ def optiply_products(
     group_name=GROUP,
     kinds={"pandas", "optiply"},
     owners=["team:integrations"],
-    deps=["optiply_products"],
+    check_specs=[schema_check_spec("optiply_existing_sell_orders", blocking=True)],
+    op_tags=ORDER_PATH_TAGS,
+)
+def optiply_existing_sell_orders(
+    context: dg.AssetExecutionContext,
+    orders_report: pd.DataFrame,
+    optiply: OptiplyResource,
+    sync_state: SyncStateResource,
+):
+    """The orders of this marketplace's orders report that Optiply already holds, whoever posted them.
+
+    Read only while no sell order of this marketplace is on record as delivered (a first sync, a lost state
+    database, or an account the old Amazon integration fed): Optiply's sell orders placed from the report's
+    earliest order on (filter[placed][GE], paged), kept when the report names them. Every order of the
+    window counts, not only the ones deliverable now: one Pending or held today may have been posted already,
+    and later cycles, which skip this read, know it only from the record optiply_sell_orders makes of it.
+    """
+    country = context.partition_key
+    state = sync_state.open()
+    delivered = state.records(SELL_ORDERS, country)
+    frame = payloads.existing_sell_orders_frame({}, orders_report)
+    if (delivered["state"] == "done").any():
+        read = "skipped: this marketplace's sell orders are on record"
+    elif orders_report.empty:
+        read = "skipped: no orders in the report"
+    else:
+        placed_from = payloads.optiply_time(orders_report["purchase-date"]).min()
+        with optiply.client(state) as client:
+            frame = payloads.existing_sell_orders_frame(
+                delivered_in_optiply(client, placed_from), orders_report
+            )
+        read = f"sell orders placed from {placed_from}"
+    yield dg.Output(frame, metadata=frame_metadata(frame, read=read))
+    yield schema_check(frame, schemas.OptiplyExistingSellOrders)
+
+
+@dg.asset(
+    partitions_def=marketplace_partitions,
+    group_name=GROUP,
+    kinds={"pandas", "optiply"},
+    owners=["team:integrations"],
     check_specs=[
         schema_check_spec("optiply_sell_order_payloads", blocking=True),
         dg.AssetCheckSpec(
             "orders_held", asset="optiply_sell_order_payloads", description="Orders not sent, and why"
         ),
     ],
+    op_tags=ORDER_PATH_TAGS,
 )
 def optiply_sell_order_payloads(
     context: dg.AssetExecutionContext,
     orders_report: pd.DataFrame,
-    catalog_identifiers: pd.DataFrame,
+    order_identifiers: pd.DataFrame,
     optiply_existing_products: pd.DataFrame,
+    optiply_existing_sell_orders: pd.DataFrame,
     sync_state: SyncStateResource,
     settings: IntegrationSettings,
 ):
     """Sell-order lines with their order's fields, the Optiply product id per line, and what to do with each order.
 
-    Full flavour: lines point at the products this integration delivered. Secondary flavour: at the
-    existing Optiply product with the line's SKU or EAN (the match key).
+    Full flavour: lines point at the products this integration delivered, as on record in the state
+    database when this step runs (after the run's product delivery, which it does not depend on: a failed
+    listings report holds only the orders whose products are not in Optiply yet). Secondary flavour: at the
+    existing Optiply product with the line's SKU or EAN (the match key). Orders on record as delivered, or
+    that Optiply already holds, are `already_delivered`.
     """
     country = context.partition_key
     state = sync_state.open()
@@ -193,9 +264,7 @@ def optiply_sell_order_payloads(
             country == settings.main,
         )
     else:
-        matcher = payloads.ExistingProducts(
-            optiply_existing_products, settings.match_key, catalog_identifiers
-        )
+        matcher = payloads.ExistingProducts(optiply_existing_products, settings.match_key, order_identifiers)
     delivered = state.records(SELL_ORDERS, country)
     _, orders_start = state.order_cursor(country)
     now = pd.Timestamp.now(tz="UTC")
@@ -203,7 +272,8 @@ def optiply_sell_order_payloads(
         orders_report,
         matcher,
         pd.Timestamp(orders_start),
-        set(delivered.loc[delivered["state"].isin(["done"]), "remote_id"]),
+        set(delivered.loc[delivered["state"] == "done", "remote_id"])
+        | set(optiply_existing_sell_orders["remoteId"]),
         held_since=state.held_since(SELL_ORDERS, country),
         now=now,
         held_retention=pd.Timedelta(days=settings.held_order_retention_days),
@@ -241,16 +311,22 @@ def optiply_sell_order_payloads(
     kinds={"optiply"},
     owners=["team:integrations"],
     freshness_policy=DELIVERY_FRESHNESS,
+    op_tags=ORDER_PATH_TAGS,
 )
 def optiply_sell_orders(
     context: dg.AssetExecutionContext,
     optiply_sell_order_payloads: pd.DataFrame,
+    optiply_existing_sell_orders: pd.DataFrame,
     optiply: OptiplyResource,
     sync_state: SyncStateResource,
 ) -> dg.MaterializeResult:
-    """Sell orders delivered to Optiply, each exactly once; the orders cursor moves only after delivery."""
+    """Sell orders delivered to Optiply, each exactly once; the orders cursor moves only after delivery.
+
+    Orders Optiply already held (optiply_existing_sell_orders) are recorded first, so they are never posted.
+    """
     country = context.partition_key
     state = sync_state.open()
+    found = record_existing_sell_orders(state, country, optiply_existing_sell_orders)
     with optiply.client(state) as client:
         report = deliver_sell_orders(client, state, country, optiply_sell_order_payloads, datetime.now(UTC))
     held = optiply_sell_order_payloads[optiply_sell_order_payloads["disposition"].isin(HELD_DISPOSITIONS)]
@@ -265,6 +341,7 @@ def optiply_sell_orders(
             "orders_given_up": report.counts.get(GIVEN_UP, 0),
             "orders_skipped": sum(report.counts.get(k, 0) for k in SKIPPED_DISPOSITIONS),
             "orders_by_outcome": report.counts,
+            "orders_found_in_optiply": found,
             "writes_recovered": report.recovered,
             "orders_cursor": str(cursor),
             # The counts first, then what was written: the UI lists metadata in this order.

@@ -1,7 +1,9 @@
 """The 30-minute sync: one run per marketplace, each materializing the graph for its partition.
 
 Built per flavour (read when the definitions load): the secondary flavour writes no products, so its job
-leaves out the stock and catalog chain behind them and fetches nothing it does not need.
+leaves out the listings, stock and catalog chain behind them and fetches nothing it does not need. In the
+full flavour the sell-order steps do not depend on the product steps, so a failed listings report fails
+the run without stopping orders (see run_order.py for how they still come after the products).
 """
 
 from collections.abc import Callable, Iterator
@@ -11,7 +13,13 @@ import dagster as dg
 from amazon_optiply.partitions import marketplace_partitions
 
 PRODUCT_SIDE = dg.AssetSelection.assets(
-    "fba_inventory", "warehouse_stock", "enriched_catalog", "optiply_product_payloads", "optiply_products"
+    "listings_report",
+    "fba_inventory",
+    "catalog_identifiers",
+    "warehouse_stock",
+    "enriched_catalog",
+    "optiply_product_payloads",
+    "optiply_products",
 )
 
 
