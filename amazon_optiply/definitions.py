@@ -1,4 +1,9 @@
-"""The Dagster definitions: everything under defs/, bound to resources read from the environment."""
+"""The Dagster definitions: everything under defs/, bound to resources resolved for each run's tenant.
+
+Resources are built when a run starts, from its partition (`<tenant>/<marketplace>`): the tenant's entry in
+the registry gives its settings and names the environment variables holding its secrets, so a secret is
+read inside the run only and never enters run config, tags or the UI.
+"""
 
 from __future__ import annotations
 
@@ -9,49 +14,93 @@ import dagster as dg
 
 from amazon_optiply.defs.optiply.schedules import sync_automation
 from amazon_optiply.parquet_io import ParquetIOManager
-from amazon_optiply.resources import AmazonResource, IntegrationSettings, OptiplyResource, SyncStateResource
+from amazon_optiply.partitions import SettingError
+from amazon_optiply.resources import (
+    AmazonResource,
+    IntegrationSettings,
+    OptiplyResource,
+    SyncStateResource,
+    default_state_url,
+)
+from amazon_optiply.tenants import Tenant, TenantRegistry, split_partition_key
+
+
+@dg.resource(description="The run's tenant, from its partition <tenant>/<marketplace> and the registry")
+def tenant_resource(init: dg.InitResourceContext) -> Tenant:
+    key = init.run.tags.get("dagster/partition") if init.run else None
+    if not key:
+        raise SettingError("this run has no partition: choose one <tenant>/<marketplace>, e.g. default/DE")
+    name, _ = split_partition_key(key)
+    return TenantRegistry.load().tenant(name)
+
+
+@dg.resource(required_resource_keys={"tenant"})
+def settings_resource(init: dg.InitResourceContext) -> IntegrationSettings:
+    t: Tenant = init.resources.tenant
+    return IntegrationSettings(
+        marketplaces=",".join(t.marketplaces),
+        flavour=t.setting("flavour", "full"),
+        match_key=t.setting("match_key", "eanCode"),
+        seller_central_url=t.setting("seller_central_url", ""),
+        main_marketplace=t.setting("main_marketplace", ""),
+        stock_source=t.setting("stock_source", "fba"),
+        orders_start=t.setting("orders_start", ""),
+        orders_lookback_days=int(t.setting("orders_lookback_days", 7)),
+        orders_overlap_minutes=int(t.setting("orders_overlap_minutes", 60)),
+        held_order_retention_days=float(t.setting("held_order_retention_days", 14)),
+        catalog_refresh_days=int(t.setting("catalog_refresh_days", 30)),
+        fba_full_refresh_hours=float(t.setting("fba_full_refresh_hours", 24)),
+        max_bad_row_share=float(t.setting("max_bad_row_share", 0.05)),
+    )
+
+
+@dg.resource(required_resource_keys={"tenant"})
+def amazon_resource(init: dg.InitResourceContext) -> AmazonResource:
+    t: Tenant = init.resources.tenant
+    resource = AmazonResource(
+        refresh_token=t.secret("sp_api_refresh_token"),
+        lwa_app_id=t.secret("lwa_app_id"),
+        lwa_client_secret=t.secret("lwa_client_secret"),
+        endpoint=t.endpoint("sp_api_endpoint"),
+        lwa_token_url=t.endpoint("lwa_token_url"),
+        # Deployment-wide: how long a run waits for a report.
+        report_deadline_seconds=float(os.environ.get("AMAZON_REPORT_DEADLINE_SECONDS", "1800")),
+    )
+    resource.setup_for_execution(init)
+    return resource
+
+
+@dg.resource(required_resource_keys={"tenant"})
+def optiply_resource(init: dg.InitResourceContext) -> OptiplyResource:
+    t: Tenant = init.resources.tenant
+    return OptiplyResource(
+        api_url=t.endpoint("optiply_api_url"),
+        token_url=t.endpoint("optiply_token_url"),
+        username=t.secret("optiply_username"),
+        password=t.secret("optiply_password"),
+        client_id=t.secret("optiply_client_id"),
+        client_secret=t.secret("optiply_client_secret"),
+        account_id=t.optiply_account_id,
+        coupling_id=t.optiply_coupling_id,
+        # Deployment-wide: Optiply's write budget is one for all tenants.
+        min_write_interval_seconds=float(os.environ.get("OPTIPLY_MIN_WRITE_INTERVAL_SECONDS", "0.2")),
+    )
+
+
+@dg.resource(required_resource_keys={"tenant"})
+def sync_state_resource(init: dg.InitResourceContext) -> SyncStateResource:
+    t: Tenant = init.resources.tenant
+    return SyncStateResource(database_url=t.state_database_url or default_state_url(t.name))
 
 
 def resources() -> dict[str, object]:
-    """Secrets come from the environment through EnvVar; optional, non-secret settings have defaults."""
-    env = os.environ.get
     return {
-        "amazon": AmazonResource(
-            refresh_token=dg.EnvVar("SP_API_REFRESH_TOKEN"),
-            lwa_app_id=dg.EnvVar("LWA_APP_ID"),
-            lwa_client_secret=dg.EnvVar("LWA_CLIENT_SECRET"),
-            endpoint=env("SP_API_ENDPOINT", ""),
-            lwa_token_url=env("LWA_TOKEN_URL", ""),
-            report_deadline_seconds=float(env("AMAZON_REPORT_DEADLINE_SECONDS", "1800")),
-        ),
-        "optiply": OptiplyResource(
-            api_url=dg.EnvVar("OPTIPLY_API_URL"),
-            token_url=dg.EnvVar("OPTIPLY_TOKEN_URL"),
-            username=dg.EnvVar("OPTIPLY_USERNAME"),
-            password=dg.EnvVar("OPTIPLY_PASSWORD"),
-            client_id=dg.EnvVar("OPTIPLY_CLIENT_ID"),
-            client_secret=dg.EnvVar("OPTIPLY_CLIENT_SECRET"),
-            account_id=dg.EnvVar.int("OPTIPLY_ACCOUNT_ID"),
-            coupling_id=dg.EnvVar.int("OPTIPLY_COUPLING_ID"),
-            min_write_interval_seconds=float(env("OPTIPLY_MIN_WRITE_INTERVAL_SECONDS", "0.2")),
-        ),
-        "sync_state": SyncStateResource(database_url=env("SYNC_STATE_DATABASE_URL", "")),
-        "settings": IntegrationSettings(
-            marketplaces=dg.EnvVar("AMAZON_MARKETPLACES"),
-            flavour=env("OPTIPLY_FLAVOUR", "full"),
-            match_key=env("OPTIPLY_MATCH_KEY", "eanCode"),
-            seller_central_url=env("AMAZON_SELLER_CENTRAL_URL", ""),
-            main_marketplace=env("AMAZON_MAIN_MARKETPLACE", ""),
-            stock_source=env("AMAZON_STOCK_SOURCE", "fba"),
-            orders_start=env("ORDERS_START", ""),
-            orders_lookback_days=int(env("ORDERS_LOOKBACK_DAYS", "7")),
-            orders_overlap_minutes=int(env("ORDERS_OVERLAP_MINUTES", "60")),
-            held_order_retention_days=float(env("HELD_ORDER_RETENTION_DAYS", "14")),
-            catalog_refresh_days=int(env("CATALOG_REFRESH_DAYS", "30")),
-            fba_full_refresh_hours=float(env("FBA_FULL_REFRESH_HOURS", "24")),
-            max_bad_row_share=float(env("MAX_BAD_ROW_SHARE", "0.05")),
-        ),
-        "io_manager": ParquetIOManager(base_path=env("ASSET_STORAGE_PATH", "")),
+        "tenant": tenant_resource,
+        "settings": settings_resource,
+        "amazon": amazon_resource,
+        "optiply": optiply_resource,
+        "sync_state": sync_state_resource,
+        "io_manager": ParquetIOManager(base_path=os.environ.get("ASSET_STORAGE_PATH", "")),
     }
 
 
@@ -61,6 +110,6 @@ def defs() -> dg.Definitions:
     # One process per run: starting a process per step costs more than the steps themselves.
     return dg.Definitions.merge(
         loaded,
-        sync_automation(os.environ.get("OPTIPLY_FLAVOUR", "full")),
+        sync_automation(),
         dg.Definitions(resources=resources(), executor=dg.in_process_executor),
     )

@@ -1,12 +1,8 @@
-"""One partition per Amazon marketplace the seller syncs, named by country code (AMAZON_MARKETPLACES)."""
+"""The partitions: one per tenant and Amazon marketplace, keyed `<tenant>/<marketplace code>`."""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
-
-from amazon_optiply.marketplaces import MARKETPLACES
 
 
 class SettingError(ValueError):
@@ -18,18 +14,13 @@ def marketplace_codes(raw: str) -> list[str]:
     return [c.strip().upper() for c in raw.split(",") if c.strip()]
 
 
-def configured_marketplaces() -> list[str]:
-    codes = marketplace_codes(os.environ.get("AMAZON_MARKETPLACES", ""))
-    if not codes:
-        raise SettingError(
-            "AMAZON_MARKETPLACES is not set: give the seller's marketplaces as country codes, e.g. DE,FR"
-        )
-    unknown = [c for c in codes if c not in MARKETPLACES]
-    if unknown:
-        raise SettingError(
-            f"AMAZON_MARKETPLACES holds unknown marketplace code(s) {unknown}; known: {', '.join(MARKETPLACES)}"
-        )
-    return codes
+# One partition per tenant and marketplace that exists, keyed `<tenant>/<marketplace>` (e.g. acme/DE).
+# Dynamic, not a multi-partition: a tenant x marketplace grid would show every tenant in every marketplace.
+# The `tenant_registry` sensor (and `python -m amazon_optiply.sync`) keeps the keys equal to the registry's.
+TENANT_MARKETPLACES = "tenant_marketplaces"
+marketplace_partitions = dg.DynamicPartitionsDefinition(name=TENANT_MARKETPLACES)
 
 
-marketplace_partitions = dg.StaticPartitionsDefinition(configured_marketplaces())
+def marketplace_of(partition_key: str) -> str:
+    """The marketplace code of a partition key `<tenant>/<marketplace>`."""
+    return partition_key.rpartition("/")[2]

@@ -404,10 +404,12 @@ class OptiplyResource(dg.ConfigurableResource):
         )
 
 
-def default_state_url() -> str:
+def default_state_url(tenant: str = "default") -> str:
+    """A tenant's own SQLite file under DAGSTER_HOME; the environment-defined tenant keeps the original name."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
     home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home.resolve() / 'sync_state.sqlite'}"
+    name = "sync_state.sqlite" if tenant == "default" else f"sync_state-{tenant}.sqlite"
+    return f"sqlite:///{home.resolve() / name}"
 
 
 class SyncStateResource(dg.ConfigurableResource):

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from amazon_optiply.defs.optiply.schedules import SYNC_JOBS, flavour_of
+from amazon_optiply.partitions import TENANT_MARKETPLACES
+from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
+
 SUMMARY_KEYS = {
     "optiply_products": ("products_created", "products_updated", "products_unchanged"),
     "optiply_sell_orders": ("orders_delivered", "orders_held", "orders_skipped"),
@@ -21,6 +25,7 @@ SUMMARY_KEYS = {
 
 @dataclass
 class MarketplaceResult:
+    tenant: str
     marketplace: str
     success: bool
     summary: dict[str, int]
@@ -28,18 +33,25 @@ class MarketplaceResult:
 
     def line(self) -> str:
         counts = " ".join(f"{k}={v}" for k, v in self.summary.items())
+        where = partition_key(self.tenant, self.marketplace)
         if not self.success:
             # A failed product side still lets orders through: say what did go out.
-            return f"{self.marketplace}: FAILED {self.error}" + (f" ({counts})" if counts else "")
-        return f"{self.marketplace}: {counts}"
+            return f"{where}: FAILED {self.error}" + (f" ({counts})" if counts else "")
+        return f"{where}: {counts}"
 
 
 def sync_marketplace(
-    defs: dg.Definitions, marketplace: str, instance: dg.DagsterInstance
+    defs: dg.Definitions, tenant: Tenant, marketplace: str, instance: dg.DagsterInstance
 ) -> MarketplaceResult:
-    job = defs.resolve_job_def("sync_marketplace")
+    job = defs.resolve_job_def(SYNC_JOBS[flavour_of(tenant)])
+    key = partition_key(tenant.name, marketplace)
+    if not instance.has_dynamic_partition(TENANT_MARKETPLACES, key):
+        instance.add_dynamic_partitions(TENANT_MARKETPLACES, [key])
     result = job.execute_in_process(
-        partition_key=marketplace, instance=instance, raise_on_error=False, tags={"marketplace": marketplace}
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        tags={"tenant": tenant.name, "marketplace": marketplace},
     )
     summary: dict[str, int] = {}
     for event in result.get_asset_materialization_events():
@@ -50,7 +62,7 @@ def sync_marketplace(
     if not result.success:
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         error = "; ".join(f"{e.step_key}: {_root_message(e.event_specific_data.error)}" for e in failures)
-    return MarketplaceResult(marketplace, result.success, summary, error)
+    return MarketplaceResult(tenant.name, marketplace, result.success, summary, error)
 
 
 def _root_message(error) -> str:
@@ -61,12 +73,18 @@ def _root_message(error) -> str:
 
 
 def sync_all(instance: dg.DagsterInstance | None = None) -> list[MarketplaceResult]:
+    """One run per marketplace of every tenant not paused, one after another; the partitions follow the registry."""
     from amazon_optiply.definitions import defs
-    from amazon_optiply.partitions import configured_marketplaces
 
     definitions = defs()
     instance = instance or dg.DagsterInstance.get()
-    return [sync_marketplace(definitions, m, instance) for m in configured_marketplaces()]
+    registry = TenantRegistry.load()
+    return [
+        sync_marketplace(definitions, tenant, marketplace, instance)
+        for tenant in registry.tenants.values()
+        if not tenant.paused
+        for marketplace in tenant.marketplaces
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

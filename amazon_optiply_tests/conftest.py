@@ -1,8 +1,4 @@
-"""Test-wide settings and folders.
-
-The marketplace partitions are read from the environment when the definitions load, so every test
-session shares the same marketplaces.
-"""
+"""Test-wide settings, folders and order."""
 
 import os
 import tempfile
@@ -11,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-# Partitions are fixed when amazon_optiply.partitions is imported, so every marketplace a test's seller uses
-# is here: DE and US (the usual harness), JP and AU (the Far East seller with Amazon JP's localized reports).
-os.environ.setdefault("AMAZON_MARKETPLACES", "DE,US,JP,AU")
 os.environ.pop("SP_API_DEFAULT_MARKETPLACE", None)  # python-amazon-sp-api would override every marketplace
 
 # Memory-backed folders where the machine has them: the sync state and Dagster's storage are SQLite files
@@ -34,9 +27,3 @@ def fast_tmp_path(tmp_path: Path) -> Iterator[Path]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first, so that with several workers the longest ones do not start last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Fix the partitions now: a test's sandbox narrows AMAZON_MARKETPLACES to its own seller's marketplaces, and
-    # the first test to load the definitions would otherwise decide the partitions for the whole session.
-    import amazon_optiply.partitions  # noqa: F401

@@ -7,9 +7,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from amazon_optiply.definitions import defs
-from amazon_optiply.defs.optiply.schedules import PRODUCT_SIDE, sync_job
+from amazon_optiply.defs.optiply.schedules import PRODUCT_SIDE, SYNC_JOBS, sync_job
+from amazon_optiply.partitions import TENANT_MARKETPLACES, SettingError, marketplace_partitions
+from amazon_optiply.tenants import TenantRegistry
 
 EXPECTED_ASSETS = {
     "listings_report": set(),
@@ -41,7 +44,7 @@ def test_asset_graph_is_the_documented_lineage():
     for name, parents in EXPECTED_ASSETS.items():
         node = graph.get(dg.AssetKey(name))
         assert {p.to_user_string() for p in node.parent_keys} == parents, name
-        assert node.partitions_def.get_partition_keys() == ["DE", "US", "JP", "AU"], name
+        assert node.partitions_def == marketplace_partitions, name
         assert node.description, f"{name} has no description"
         assert node.owners == ["team:integrations"], name
 
@@ -94,17 +97,93 @@ def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blo
     assert ("optiply_sell_order_payloads", "schema") in blocking
 
 
-def test_schedule_requests_one_run_per_marketplace_every_30_minutes():
+REGISTRY = """
+tenants:
+  - name: acme
+    marketplaces: [DE, FR]
+    optiply_account_id: 1
+    optiply_coupling_id: 10
+    secrets: {sp_api_refresh_token: ACME_SP_API_REFRESH_TOKEN}
+  - name: globex
+    marketplaces: [US]
+    optiply_account_id: 2
+    optiply_coupling_id: 20
+    settings: {flavour: secondary}
+  - name: initech
+    marketplaces: [JP]
+    optiply_account_id: 3
+    optiply_coupling_id: 30
+    paused: true
+"""
+
+
+@pytest.fixture
+def registry_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(REGISTRY)
+    monkeypatch.setenv("TENANTS_FILE", str(path))
+    return path
+
+
+def test_schedules_request_a_run_per_marketplace_of_each_active_tenant_every_30_minutes(registry_file):
     definitions = defs()
-    schedule = definitions.resolve_schedule_def("every_30_minutes")
-    assert schedule.cron_schedule == "*/30 * * * *"
-    context = dg.build_schedule_context(
-        repository_def=definitions.get_repository_def(),
-        scheduled_execution_time=datetime(2026, 11, 27, 10, 30),
-    )
-    requests = list(schedule.evaluate_tick(context).run_requests)
-    assert sorted(r.partition_key for r in requests) == ["AU", "DE", "JP", "US"]
-    assert {r.tags["marketplace"] for r in requests} == {"AU", "DE", "JP", "US"}
+    requested = {}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANT_MARKETPLACES, TenantRegistry.load().partition_keys())
+        context = dg.build_schedule_context(
+            instance=instance,
+            repository_def=definitions.get_repository_def(),
+            scheduled_execution_time=datetime(2026, 11, 27, 10, 30),
+        )
+        for flavour, job in SYNC_JOBS.items():
+            schedule = definitions.resolve_schedule_def(f"every_30_minutes_{flavour}")
+            assert schedule.cron_schedule == "*/30 * * * *"
+            assert schedule.job_name == job
+            for r in schedule.evaluate_tick(context).run_requests:
+                requested[r.partition_key] = (flavour, r.tags["tenant"], r.tags["marketplace"])
+    # The paused tenant gets no run; each tenant runs its flavour's job.
+    assert requested == {
+        "acme/DE": ("full", "acme", "DE"),
+        "acme/FR": ("full", "acme", "FR"),
+        "globex/US": ("secondary", "globex", "US"),
+    }
+
+
+def test_registry_sensor_keeps_partitions_equal_to_the_tenants_and_starts_first_syncs(registry_file):
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("tenant_registry")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANT_MARKETPLACES, ["gone/DE", "acme/DE"])
+        context = dg.build_sensor_context(
+            instance=instance,
+            instance_ref=instance.get_ref(),
+            repository_def=definitions.get_repository_def(),
+        )
+        result = sensor.evaluate_tick(context)
+    added = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]
+    deleted = [
+        r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)
+    ]
+    assert [list(r.partition_keys) for r in added] == [["acme/FR", "globex/US", "initech/JP"]]
+    assert [list(r.partition_keys) for r in deleted] == [["gone/DE"]]
+    # A partition's first sync is requested once it exists: for new ones, from the next tick on.
+    assert {r.partition_key: r.job_name for r in result.run_requests} == {"acme/DE": SYNC_JOBS["full"]}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANT_MARKETPLACES, TenantRegistry.load().partition_keys())
+        context = dg.build_sensor_context(
+            instance=instance,
+            instance_ref=instance.get_ref(),
+            repository_def=definitions.get_repository_def(),
+        )
+        result = sensor.evaluate_tick(context)
+    # Every partition of a tenant not paused gets its first sync, each run on its tenant's flavour's job.
+    first_syncs = {r.partition_key: r.job_name for r in result.run_requests}
+    assert first_syncs == {
+        "acme/DE": SYNC_JOBS["full"],
+        "acme/FR": SYNC_JOBS["full"],
+        "globex/US": SYNC_JOBS["secondary"],
+    }
+    assert all(r.run_key.endswith("first-sync") for r in result.run_requests)
 
 
 def test_deliveries_are_late_after_60_minutes():
@@ -115,11 +194,16 @@ def test_deliveries_are_late_after_60_minutes():
         assert graph.get(dg.AssetKey(name)).freshness_policy == late_after_an_hour, name
 
 
-def test_secrets_are_env_vars_not_values():
-    resources = defs().resources
-    assert isinstance(resources["amazon"].refresh_token, dg.EnvVar)
-    assert isinstance(resources["optiply"].password, dg.EnvVar)
-    assert isinstance(resources["optiply"].client_secret, dg.EnvVar)
+def test_the_registry_names_secrets_and_a_run_reads_them_from_the_environment(registry_file, monkeypatch):
+    registry = TenantRegistry.load()
+    assert "ACME_SP_API_REFRESH_TOKEN" in registry_file.read_text()  # a name, never a value
+    monkeypatch.setenv("ACME_SP_API_REFRESH_TOKEN", "Atzr|acme")
+    assert registry.tenant("acme").secret("sp_api_refresh_token") == "Atzr|acme"
+    monkeypatch.delenv("LWA_APP_ID", raising=False)
+    with pytest.raises(
+        SettingError, match=r"tenant acme: the environment variable LWA_APP_ID \(its lwa_app_id\) is not set"
+    ):
+        registry.tenant("acme").secret("lwa_app_id")
 
 
 def test_dg_check_defs_passes():
@@ -131,9 +215,19 @@ def test_dg_check_defs_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_unknown_marketplace_code_is_a_clear_error():
-    code = "import amazon_optiply.partitions"
-    env = {**os.environ, "AMAZON_MARKETPLACES": "DE,XX"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode != 0
-    assert "AMAZON_MARKETPLACES holds unknown marketplace code(s) ['XX']" in result.stderr
+def test_unknown_marketplace_code_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TENANTS_FILE", raising=False)
+    for name, value in {
+        "AMAZON_MARKETPLACES": "DE,XX",
+        "OPTIPLY_ACCOUNT_ID": "1",
+        "OPTIPLY_COUPLING_ID": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingError, match=r"AMAZON_MARKETPLACES: .*unknown: \['XX'\]"):
+        TenantRegistry.load()
+
+
+def test_a_registry_entry_with_an_unknown_setting_names_the_tenant_and_the_setting(registry_file):
+    registry_file.write_text(REGISTRY.replace("{flavour: secondary}", "{flavor: secondary}"))
+    with pytest.raises(SettingError, match=r"(?s)tenant globex: .*unknown setting.*flavor"):
+        TenantRegistry.load()

@@ -61,11 +61,13 @@ def child(skus: int, orders_per_day: float) -> dict:
         os.environ.update({"DAGSTER_HOME": str(home), "OPTIPLY_MIN_WRITE_INTERVAL_SECONDS": "0"})
         from amazon_optiply.definitions import defs
         from amazon_optiply.sync import sync_marketplace
+        from amazon_optiply.tenants import DEFAULT_TENANT, TenantRegistry
 
         definitions = defs()
         instance = dg.DagsterInstance.get()
         loaded = time.time()
-        results = [sync_marketplace(definitions, m, instance) for m in MARKETPLACES]
+        tenant = TenantRegistry.load().tenant(DEFAULT_TENANT)
+        results = [sync_marketplace(definitions, tenant, m, instance) for m in MARKETPLACES]
         synced = time.time()
         steps: dict[str, float] = {}
         for run in instance.get_runs():

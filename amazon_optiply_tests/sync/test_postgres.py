@@ -26,6 +26,7 @@ import sqlalchemy as sa
 import yaml
 
 from amazon_optiply.delivery import PRODUCTS, SELL_ORDERS
+from amazon_optiply.partitions import TENANT_MARKETPLACES
 from amazon_optiply.state import SyncState
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
@@ -145,9 +146,9 @@ def test_deploy_profile_names_postgres_storage_and_the_marketplace_limit():
         "db_name": "DAGSTER_PG_DB",
     }
     assert deploy["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert {"key": "marketplace", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in deploy[
-        "concurrency"
-    ]["runs"]["tag_concurrency_limits"]
+    limits = deploy["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    assert {"key": "tenant", "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in limits
     # Production keeps the limits the local instance has.
     assert deploy["concurrency"] == local["concurrency"]
     assert deploy["telemetry"] == {"enabled": False}
@@ -180,9 +181,10 @@ def test_full_sync_with_instance_and_state_on_postgres(
         products = assert_products_match_ground_truth(harness)
         assert_orders_match_ground_truth(harness, products)
         run_ids = {run.run_id for run in instance.get_runs()}
-        # The SP-API steps took their slots from the `amazon_sp_api` pool, kept in PostgreSQL, and gave them back.
-        pool = instance.event_log_storage.get_concurrency_info("amazon_sp_api")
-        assert (pool.slot_count, pool.using_default_limit, pool.active_slot_count) == (2, True, 0)
+        # The partitions (tenant/marketplace) are kept in PostgreSQL too.
+        assert set(instance.get_dynamic_partitions(TENANT_MARKETPLACES)) == {
+            f"default/{code}" for code in MARKETPLACE_CODES
+        }
 
     # The runs and their events are in PostgreSQL, one run per marketplace.
     dagster_db = sa.create_engine(instance_url)

@@ -21,6 +21,7 @@ from amazon_optiply.resources import AmazonResource, ReportFailed
 from amazon_optiply.sandbox.faults import FAULT_KINDS, FaultRates
 from amazon_optiply.state import SyncState
 from amazon_optiply.sync import sync_marketplace
+from amazon_optiply.tenants import DEFAULT_TENANT, TenantRegistry
 from amazon_optiply_tests.sync.ground_truth import assert_orders_match_ground_truth, optiply_products
 from amazon_optiply_tests.sync.test_bad_input import set_field, tamper_listings
 
@@ -36,7 +37,7 @@ LOG = logging.getLogger(__name__)
 def sync_de(harness):
     from amazon_optiply.definitions import defs
 
-    return sync_marketplace(defs(), "DE", harness.instance)
+    return sync_marketplace(defs(), TenantRegistry.load().tenant(DEFAULT_TENANT), "DE", harness.instance)
 
 
 def expected_de_products(harness) -> pd.DataFrame:

@@ -216,8 +216,9 @@ def test_partitions_of_the_delivery_are_all_materialized(page: Page):
     page.goto("/assets/optiply_sell_orders?view=partitions")
     for status in ("Materialized (2)", "Failed (0)", "Missing (0)"):
         expect(page.get_by_text(status)).to_be_visible()
-    for marketplace in ("DE", "US"):
-        expect(page.get_by_text(marketplace, exact=True).first).to_be_visible()
+    # One partition per tenant and marketplace: the environment's one tenant is `default`.
+    for key in ("default/DE", "default/US"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
     screenshot(page, "asset-partitions")
 
 
@@ -236,7 +237,7 @@ def test_checks_show_which_failed(page: Page, served: Served):
 
 def test_delivery_of_de_shows_when_and_how_many_orders(page: Page, served: Served):
     page.set_viewport_size({"width": 1600, "height": 1500})
-    page.goto("/assets/optiply_sell_orders?view=partitions&partition=DE")
+    page.goto(f"/assets/optiply_sell_orders?view=partitions&partition={quote('default/DE', safe='')}")
     expect(page.get_by_text("Latest materialization")).to_be_visible()
     summary = served.summaries["DE"]
     assert summary["orders_delivered"] > 0 and summary["orders_held"] == 2, summary

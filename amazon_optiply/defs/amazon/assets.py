@@ -9,7 +9,7 @@ import pandas as pd
 from amazon_optiply import schemas
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.marketplaces import MARKETPLACES
-from amazon_optiply.partitions import SettingError, marketplace_partitions
+from amazon_optiply.partitions import SettingError, marketplace_of, marketplace_partitions
 from amazon_optiply.resources import AmazonResource, FetchedReport, IntegrationSettings, SyncStateResource
 from amazon_optiply.run_order import ORDER_PATH_TAGS
 from amazon_optiply.state import SyncState
@@ -27,8 +27,6 @@ GROUP = "amazon_raw"
 # Amazon's change times and its Date header can disagree by a little: read a few minutes twice.
 FBA_READ_OVERLAP = timedelta(minutes=5)
 KINDS = {"amazon", "pandas"}
-# Every SP-API call of a run goes through this pool, so parallel marketplace runs share Amazon's rate.
-SP_API_POOL = "amazon_sp_api"
 
 raw_amazon_asset = functools.partial(
     dg.asset,
@@ -36,7 +34,6 @@ raw_amazon_asset = functools.partial(
     group_name=GROUP,
     kinds=KINDS,
     owners=["team:integrations"],
-    pool=SP_API_POOL,
 )
 
 
@@ -78,7 +75,7 @@ def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource, s
     A report that fails (FATAL, CANCELLED, deadline) fails this asset: it never becomes an empty catalogue
     or zero stock, and Optiply keeps the last values. A queued, running or recent report is reused.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     _check_participation(country, amazon)
     report = amazon.fetch_report(country, LISTINGS_REPORT, context.log, state=sync_state.open())
     if report.status == "CANCELLED":
@@ -108,7 +105,7 @@ def fba_inventory(
     A full read at most every FBA_FULL_REFRESH_HOURS; in between only the rows Amazon changed since the
     last read (startDateTime, a few minutes of overlap) are asked for and merged into the kept snapshot.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     state = sync_state.open()
     read_until, full_read_at = state.fba_reads(country)
     full = full_read_at is None or datetime.now(UTC) - full_read_at > timedelta(
@@ -192,7 +189,7 @@ def catalog_identifiers(
     Kept across runs in the state database: only ASINs never seen or older than CATALOG_REFRESH_DAYS are
     asked for.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     frame, fetched = _identifiers(
         country, listings_report["asin1"], amazon, sync_state.open(), settings.catalog_refresh_days
     )
@@ -222,7 +219,7 @@ def order_identifiers(
     for none: its order lines find this integration's own products by SKU, and its order path needs no
     SP-API call beyond the orders report.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     ordered = orders_report["asin"] if "asin" in orders_report else pd.Series(dtype="string")
     if settings.writes_products:
         frame = pd.DataFrame(columns=["asin", "ean_codes", "upc_codes", "item_name"], dtype="string")
@@ -257,7 +254,7 @@ def orders_report(
     The window starts an overlap before the cursor, so an order updated while the last window was being
     cut is not missed; rows repeated by the overlap are deduplicated on (amazon-order-id, sku).
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     state = sync_state.open()
     cursor, orders_start = state.order_cursor(country)
     now = datetime.now(UTC)

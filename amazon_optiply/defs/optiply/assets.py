@@ -17,7 +17,7 @@ from amazon_optiply.delivery import (
     record_existing_sell_orders,
 )
 from amazon_optiply.marketplaces import MARKETPLACES
-from amazon_optiply.partitions import marketplace_partitions
+from amazon_optiply.partitions import marketplace_of, marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings, OptiplyResource, SyncStateResource
 from amazon_optiply.run_order import ORDER_PATH_TAGS
 from amazon_optiply.transforms import optiply as payloads
@@ -53,7 +53,7 @@ def optiply_existing_products(
     as the seed's ETL does: what a first sync adopts instead of duplicating, and how a deployment without
     local state finds what it delivered before. Later cycles know their products and skip the read.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     state = sync_state.open()
     delivered = state.records(PRODUCTS, country)
     if settings.writes_products and (delivered["state"] == "done").any():
@@ -102,7 +102,7 @@ def optiply_product_payloads(
     marketplace an existing Optiply product with the same match key is adopted. When optiply_existing_products
     skipped its read (products on record), a listing not on record is looked up in Optiply by both remoteIds.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     is_main = country == settings.main
     frame = payloads.optiply_product_payloads(enriched_catalog, MARKETPLACES[country].marketplace_id, is_main)
     state = sync_state.open()
@@ -159,7 +159,7 @@ def optiply_products(
 
     Never in the secondary flavour: there another shop system owns the products.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     if not settings.writes_products:
         context.log.info("Secondary flavour: products are not written to Optiply.")
         return dg.MaterializeResult(metadata={"flavour": settings.flavour, "products_written": 0})
@@ -204,7 +204,7 @@ def optiply_existing_sell_orders(
     window counts, not only the ones deliverable now: one Pending or held today may have been posted already,
     and later cycles, which skip this read, know it only from the record optiply_sell_orders makes of it.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     state = sync_state.open()
     delivered = state.records(SELL_ORDERS, country)
     frame = payloads.existing_sell_orders_frame({}, orders_report)
@@ -253,7 +253,7 @@ def optiply_sell_order_payloads(
     existing Optiply product with the line's SKU or EAN (the match key). Orders on record as delivered, or
     that Optiply already holds, are `already_delivered`.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     state = sync_state.open()
     if settings.writes_products:
         products = state.records(PRODUCTS, country)
@@ -324,7 +324,7 @@ def optiply_sell_orders(
 
     Orders Optiply already held (optiply_existing_sell_orders) are recorded first, so they are never posted.
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     state = sync_state.open()
     found = record_existing_sell_orders(state, country, optiply_existing_sell_orders)
     with optiply.client(state) as client:

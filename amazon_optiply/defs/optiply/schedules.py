@@ -1,16 +1,18 @@
-"""The 30-minute sync: one run per marketplace, each materializing the graph for its partition.
+"""The 30-minute sync: one run per tenant and marketplace, each materializing the graph for its partition.
 
-Built per flavour (read when the definitions load): the secondary flavour writes no products, so its job
-leaves out the listings, stock and catalog chain behind them and fetches nothing it does not need. In the
+One job per flavour: the secondary flavour writes no products, so its job leaves out the listings, stock
+and catalog chain behind them and fetches nothing it does not need; each tenant's runs use its flavour's
+job. The `tenant_registry` sensor turns the registry into partitions and starts a new one's first sync. In the
 full flavour the sell-order steps do not depend on the product steps, so a failed listings report fails
 the run without stopping orders (see run_order.py for how they still come after the products).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 
-from amazon_optiply.partitions import marketplace_partitions
+from amazon_optiply.partitions import TENANT_MARKETPLACES
+from amazon_optiply.tenants import Tenant, TenantRegistry
 
 PRODUCT_SIDE = dg.AssetSelection.assets(
     "listings_report",
@@ -23,48 +25,87 @@ PRODUCT_SIDE = dg.AssetSelection.assets(
 )
 
 
+# The job each flavour's runs use.
+SYNC_JOBS = {"full": "sync_marketplace", "secondary": "sync_marketplace_orders_only"}
+
+
 def sync_job(flavour: str) -> dg.JobDefinition:
     everything = dg.AssetSelection.all()
     return dg.define_asset_job(
-        "sync_marketplace",
+        SYNC_JOBS[flavour],
         selection=everything - PRODUCT_SIDE if flavour == "secondary" else everything,
-        description=f"Amazon -> Optiply for one marketplace ({flavour} flavour): reports, stock, catalog, "
-        "payloads, delivery.",
+        description=f"Amazon -> Optiply for one tenant's marketplace ({flavour} flavour): reports, stock, "
+        "catalog, payloads, delivery.",
     )
 
 
-def one_run_per_marketplace(run_key: Callable[[str], str]) -> Iterator[dg.RunRequest]:
-    """A run request per marketplace; the `marketplace` tag lets the run queue keep one run per marketplace."""
-    for marketplace in marketplace_partitions.get_partition_keys():
-        yield dg.RunRequest(
-            run_key=run_key(marketplace),
-            partition_key=marketplace,
-            tags={"marketplace": marketplace},
-        )
+def flavour_of(tenant: Tenant) -> str:
+    return str(tenant.setting("flavour", "full"))
 
 
-def every_30_minutes(job: dg.JobDefinition) -> dg.ScheduleDefinition:
-    @dg.schedule(job=job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+def run_requests(tenants: list[Tenant], run_key: str, flavour: str | None = None) -> Iterator[dg.RunRequest]:
+    """A run per marketplace of each tenant (of one flavour's job, when given), tagged with both.
+
+    The tags let the run queue keep one run per partition and name the tenant in the UI and in alerts.
+    """
+    for tenant in tenants:
+        if tenant.paused or (flavour is not None and flavour_of(tenant) != flavour):
+            continue
+        for key, marketplace in zip(tenant.partition_keys(), tenant.marketplaces, strict=True):
+            yield dg.RunRequest(
+                run_key=f"{key}-{run_key}",
+                partition_key=key,
+                job_name=SYNC_JOBS[flavour_of(tenant)],
+                tags={"tenant": tenant.name, "marketplace": marketplace},
+            )
+
+
+def every_30_minutes(flavour: str, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"every_30_minutes_{flavour}",
+        job=job,
+        cron_schedule="*/30 * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
     def every_30_minutes(context: dg.ScheduleEvaluationContext):
-        """One run per marketplace; the `marketplace` tag lets the run queue keep one run per marketplace at a time."""
+        """One run per marketplace of every tenant of this flavour that is not paused."""
         stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-        yield from one_run_per_marketplace(lambda marketplace: f"{marketplace}-{stamp}")
+        yield from run_requests(list(TenantRegistry.load().tenants.values()), stamp, flavour)
 
     return every_30_minutes
 
 
-def first_sync(job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(job=job, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
-    def first_sync(context: dg.SensorEvaluationContext):
-        """A marketplace's first sync starts as soon as the platform is up, not at the next half hour.
+def tenant_registry(jobs: list[dg.JobDefinition]) -> dg.SensorDefinition:
+    @dg.sensor(jobs=jobs, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+    def tenant_registry(context: dg.SensorEvaluationContext):
+        """Keeps the partitions equal to the registry's tenants and marketplaces; starts each new one's first sync.
 
-        One run per marketplace, once per instance (the run key makes later ticks skip it).
+        A removed tenant's partitions go; a paused tenant keeps them (its history stays) and gets no runs.
+        The first sync runs once per partition (the run key makes later ticks skip it), from the tick after
+        the one that added the partition: a run can only be requested for a partition that exists.
         """
-        yield from one_run_per_marketplace(lambda marketplace: f"first-sync-{marketplace}")
+        registry = TenantRegistry.load()
+        wanted = registry.partition_keys()
+        existing = context.instance.get_dynamic_partitions(TENANT_MARKETPLACES)
+        requests = []
+        if added := [k for k in wanted if k not in existing]:
+            requests.append(dg.AddDynamicPartitionsRequest(TENANT_MARKETPLACES, added))
+        if removed := [k for k in existing if k not in wanted]:
+            requests.append(dg.DeleteDynamicPartitionsRequest(TENANT_MARKETPLACES, removed))
+        first_syncs = [
+            r
+            for r in run_requests(list(registry.tenants.values()), "first-sync")
+            if r.partition_key in existing
+        ]
+        return dg.SensorResult(run_requests=first_syncs, dynamic_partitions_requests=requests)
 
-    return first_sync
+    return tenant_registry
 
 
-def sync_automation(flavour: str) -> dg.Definitions:
-    job = sync_job(flavour)
-    return dg.Definitions(jobs=[job], schedules=[every_30_minutes(job)], sensors=[first_sync(job)])
+def sync_automation() -> dg.Definitions:
+    jobs = {flavour: sync_job(flavour) for flavour in SYNC_JOBS}
+    return dg.Definitions(
+        jobs=list(jobs.values()),
+        schedules=[every_30_minutes(flavour, job) for flavour, job in jobs.items()],
+        sensors=[tenant_registry(list(jobs.values()))],
+    )

@@ -6,7 +6,7 @@ import pandas as pd
 from amazon_optiply import schemas
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.marketplaces import fba_pool, fba_pool_home
-from amazon_optiply.partitions import marketplace_partitions
+from amazon_optiply.partitions import marketplace_of, marketplace_partitions
 from amazon_optiply.resources import IntegrationSettings
 from amazon_optiply.transforms import catalog
 
@@ -30,7 +30,7 @@ def warehouse_stock(
 
     A Pan-European FBA pool is counted in one marketplace only (the main one when it is in the pool).
     """
-    country = context.partition_key
+    country = marketplace_of(context.partition_key)
     counts_pool = settings.counts_pooled_fba(country)
     frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source, counts_pool)
     by_source = frame["stock_source"].value_counts().to_dict()
@@ -100,7 +100,7 @@ def enriched_catalog(
     written in this run, so Optiply keeps its last values.
     """
     frame = catalog.enriched_catalog(
-        listings_report, catalog_identifiers, warehouse_stock, context.partition_key
+        listings_report, catalog_identifiers, warehouse_stock, marketplace_of(context.partition_key)
     )
     problems = frame[frame["problem"].notna()]
     malformed_rows, malformed_preview = _listings_malformed(context)

@@ -1,0 +1,234 @@
+"""The tenants this deployment serves: one per Optiply account, each with its Amazon authorisation and settings.
+
+A tenant is data, not code. The registry is a YAML file (`TENANTS_FILE`), read again whenever it is needed,
+so adding, pausing or removing a tenant needs no restart. With no registry, the environment variables in
+the README define one tenant, `default`. Secrets are never in the registry: it names the environment
+variables that hold them, resolved only inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.partitions import SettingError, marketplace_codes
+
+DEFAULT_TENANT = "default"
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+PARTITION_SEPARATOR = "/"
+
+# Each secret a tenant needs, and the environment variable that holds it for the environment-defined tenant.
+SECRET_ENV_DEFAULTS = {
+    "sp_api_refresh_token": "SP_API_REFRESH_TOKEN",
+    "lwa_app_id": "LWA_APP_ID",
+    "lwa_client_secret": "LWA_CLIENT_SECRET",
+    "optiply_username": "OPTIPLY_USERNAME",
+    "optiply_password": "OPTIPLY_PASSWORD",
+    "optiply_client_id": "OPTIPLY_CLIENT_ID",
+    "optiply_client_secret": "OPTIPLY_CLIENT_SECRET",
+}
+
+# Per-tenant settings and the environment variable each one is read from for the environment-defined tenant.
+SETTING_ENV = {
+    "flavour": "OPTIPLY_FLAVOUR",
+    "match_key": "OPTIPLY_MATCH_KEY",
+    "seller_central_url": "AMAZON_SELLER_CENTRAL_URL",
+    "main_marketplace": "AMAZON_MAIN_MARKETPLACE",
+    "stock_source": "AMAZON_STOCK_SOURCE",
+    "orders_start": "ORDERS_START",
+    "orders_lookback_days": "ORDERS_LOOKBACK_DAYS",
+    "orders_overlap_minutes": "ORDERS_OVERLAP_MINUTES",
+    "held_order_retention_days": "HELD_ORDER_RETENTION_DAYS",
+    "catalog_refresh_days": "CATALOG_REFRESH_DAYS",
+    "fba_full_refresh_hours": "FBA_FULL_REFRESH_HOURS",
+    "max_bad_row_share": "MAX_BAD_ROW_SHARE",
+}
+
+# Where a tenant's APIs are: deployment-wide from the environment, overridable per tenant (a proxy, a sandbox).
+ENDPOINT_ENV = {
+    "sp_api_endpoint": "SP_API_ENDPOINT",
+    "lwa_token_url": "LWA_TOKEN_URL",
+    "optiply_api_url": "OPTIPLY_API_URL",
+    "optiply_token_url": "OPTIPLY_TOKEN_URL",
+}
+
+
+ENV_NAMES = {
+    "marketplaces": "AMAZON_MARKETPLACES",
+    "optiply_account_id": "OPTIPLY_ACCOUNT_ID",
+    "optiply_coupling_id": "OPTIPLY_COUPLING_ID",
+}
+
+
+class Tenant(BaseModel):
+    """One Optiply account fed from one Amazon authorisation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    integration: Literal["seller", "vendor"] = "seller"
+    marketplaces: list[str]
+    optiply_account_id: int
+    optiply_coupling_id: int
+    paused: bool = False
+    # Secret name -> the environment variable holding it; missing names fall back to SECRET_ENV_DEFAULTS.
+    secrets: dict[str, str] = Field(default_factory=dict)
+    # Setting name (a key of SETTING_ENV) -> value; missing ones take the README's defaults.
+    settings: dict[str, str | int | float] = Field(default_factory=dict)
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    # Where this tenant's sync state lives; default: its own SQLite file under DAGSTER_HOME.
+    state_database_url: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not TENANT_NAME.match(value):
+            raise ValueError(
+                f"tenant name {value!r} must be lower-case letters, digits, '-' or '_' (at most 48)"
+            )
+        return value
+
+    @field_validator("marketplaces", mode="before")
+    @classmethod
+    def _marketplaces(cls, value: object) -> list[str]:
+        codes = marketplace_codes(value) if isinstance(value, str) else [str(c).upper() for c in value]
+        unknown = [c for c in codes if c not in MARKETPLACES]
+        if not codes or unknown:
+            raise ValueError(f"marketplaces must be known country codes, e.g. [DE, FR]; unknown: {unknown}")
+        return codes
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SECRET_ENV_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown secret(s) {unknown}; known: {sorted(SECRET_ENV_DEFAULTS)}")
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(SETTING_ENV))
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(SETTING_ENV)}")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(ENDPOINT_ENV))
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {unknown}; known: {sorted(ENDPOINT_ENV)}")
+        return value
+
+    def partition_keys(self) -> list[str]:
+        return [partition_key(self.name, code) for code in self.marketplaces]
+
+    def secret(self, name: str) -> str:
+        """A secret's value, from the environment variable the registry names. Only ever called inside a run."""
+        variable = self.secrets.get(name, SECRET_ENV_DEFAULTS[name])
+        value = os.environ.get(variable)
+        if not value:
+            raise SettingError(
+                f"tenant {self.name}: the environment variable {variable} (its {name}) is not set"
+            )
+        return value
+
+    def endpoint(self, name: str) -> str:
+        return self.endpoints.get(name) or os.environ.get(ENDPOINT_ENV[name], "")
+
+    def setting(self, name: str, default: str | int | float) -> str | int | float:
+        value = self.settings.get(name)
+        return default if value is None or value == "" else value
+
+
+def partition_key(tenant: str, marketplace: str) -> str:
+    return f"{tenant}{PARTITION_SEPARATOR}{marketplace}"
+
+
+def split_partition_key(key: str) -> tuple[str, str]:
+    """`acme/DE` -> ("acme", "DE")."""
+    tenant, separator, marketplace = key.partition(PARTITION_SEPARATOR)
+    if not separator or marketplace not in MARKETPLACES:
+        raise SettingError(f"partition {key!r} is not <tenant>/<marketplace code>, e.g. acme/DE")
+    return tenant, marketplace
+
+
+def environment_tenant() -> Tenant:
+    """The one tenant a deployment configured through the README's environment variables has."""
+    env = os.environ
+    missing = [
+        v for v in ("AMAZON_MARKETPLACES", "OPTIPLY_ACCOUNT_ID", "OPTIPLY_COUPLING_ID") if not env.get(v)
+    ]
+    if missing:
+        raise SettingError(f"no tenant registry (TENANTS_FILE) and {', '.join(missing)} not set")
+    try:
+        return Tenant(
+            name=DEFAULT_TENANT,
+            marketplaces=env["AMAZON_MARKETPLACES"],
+            optiply_account_id=env["OPTIPLY_ACCOUNT_ID"],
+            optiply_coupling_id=env["OPTIPLY_COUPLING_ID"],
+            settings={name: env[variable] for name, variable in SETTING_ENV.items() if env.get(variable)},
+            state_database_url=env.get("SYNC_STATE_DATABASE_URL", ""),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_NAMES.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingError(f"the environment's tenant is invalid: {problems}") from None
+
+
+class TenantRegistry:
+    """The tenants, read from TENANTS_FILE, or the environment's one tenant when there is no file."""
+
+    def __init__(self, tenants: list[Tenant], path: Path | None = None) -> None:
+        names = [t.name for t in tenants]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise SettingError(f"{path or 'the tenant registry'}: tenant name(s) {doubled} given twice")
+        self.path = path
+        self.tenants = {t.name: t for t in tenants}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> TenantRegistry:
+        path = path or os.environ.get("TENANTS_FILE")
+        if not path:
+            return cls([environment_tenant()])
+        path = Path(path)
+        if not path.exists():
+            return cls([], path)
+        raw = yaml.safe_load(path.read_text()) or {}
+        tenants = []
+        for i, entry in enumerate(raw.get("tenants") or []):
+            try:
+                tenants.append(Tenant.model_validate(entry))
+            except ValidationError as exc:
+                label = entry.get("name", f"#{i + 1}") if isinstance(entry, dict) else f"#{i + 1}"
+                raise SettingError(f"{path}: tenant {label}: {exc}") from None
+        return cls(tenants, path)
+
+    def save(self) -> None:
+        if self.path is None:
+            raise SettingError("the tenants come from the environment: set TENANTS_FILE to keep a registry")
+        entries = [t.model_dump(exclude_defaults=True) for t in self.tenants.values()]
+        self.path.write_text(yaml.safe_dump({"tenants": entries}, sort_keys=False, allow_unicode=True))
+
+    def tenant(self, name: str) -> Tenant:
+        try:
+            return self.tenants[name]
+        except KeyError:
+            raise SettingError(f"no tenant {name!r} in {self.path or 'the environment'}") from None
+
+    def active_partition_keys(self) -> list[str]:
+        """tenant/marketplace of every tenant not paused: what the schedule syncs."""
+        return [key for t in self.tenants.values() if not t.paused for key in t.partition_keys()]
+
+    def partition_keys(self) -> list[str]:
+        """Every tenant/marketplace, paused ones too: their history stays visible."""
+        return [key for t in self.tenants.values() for key in t.partition_keys()]
