@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -366,6 +367,20 @@ class SyncState:
     # ---- tokens ---------------------------------------------------------------------------------------
     def token_store(self, name: str) -> TokenStore:
         return TokenStore(self, name)
+
+    # ---- a tenant's data, whole (a customer asking for it, or leaving) ---------------------------------------
+    def export_tables(self) -> dict[str, pd.DataFrame]:
+        """Every table of this state, as it is."""
+        with self.engine.connect() as conn:
+            return {name: pd.read_sql(sa.select(table), conn) for name, table in metadata.tables.items()}
+
+    def drop_everything(self) -> None:
+        """Drop every table (a SQLite file is removed): the state database belongs to one tenant only."""
+        metadata.drop_all(self.engine)
+        database = self.engine.url.database
+        self.engine.dispose()
+        if self.engine.dialect.name == "sqlite" and database:
+            Path(database).unlink(missing_ok=True)
 
 
 class TokenStore:

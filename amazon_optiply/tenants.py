@@ -232,3 +232,112 @@ class TenantRegistry:
     def partition_keys(self) -> list[str]:
         """Every tenant/marketplace, paused ones too: their history stays visible."""
         return [key for t in self.tenants.values() for key in t.partition_keys()]
+
+
+# ---- command line: python -m amazon_optiply.tenants ---------------------------------------------------------
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, separator, setting = value.partition("=")
+        if not separator:
+            raise SettingError(f"--{what} takes name=value, got {value!r}")
+        pairs[name] = setting
+    return pairs
+
+
+def tenant_state(tenant: Tenant):
+    from amazon_optiply.resources import default_state_url
+    from amazon_optiply.state import SyncState
+
+    return SyncState(tenant.state_database_url or default_state_url(tenant.name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m amazon_optiply.tenants",
+        description="The tenant registry (TENANTS_FILE): list, add, pause, resume, remove, export and delete "
+        "tenants. The running platform picks changes up within a minute (the tenant_registry sensor).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every tenant, its marketplaces, flavour and whether it is paused")
+    add = commands.add_parser("add", help="register a tenant")
+    add.add_argument("name")
+    add.add_argument("--marketplaces", required=True, help="country codes, e.g. DE,FR")
+    add.add_argument("--account-id", type=int, required=True, help="its Optiply account id")
+    add.add_argument("--coupling-id", type=int, required=True, help="its Optiply coupling id")
+    add.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        help="secret=ENV_VAR, e.g. sp_api_refresh_token=ACME_SP_API_REFRESH_TOKEN",
+    )
+    add.add_argument("--setting", action="append", default=[], help="setting=value, e.g. flavour=secondary")
+    add.add_argument("--endpoint", action="append", default=[], help="endpoint=URL, e.g. optiply_api_url=...")
+    for command, text in (
+        ("pause", "stop its runs, keep its partitions and state"),
+        ("resume", "run it again"),
+        ("remove", "drop it from the registry; its state stays"),
+    ):
+        commands.add_parser(command, help=text).add_argument("name")
+    export = commands.add_parser("export", help="its registry entry and every state table, as YAML and CSV")
+    export.add_argument("name")
+    export.add_argument("--to", type=Path, required=True, help="a folder to write into")
+    delete = commands.add_parser("delete", help="a customer leaving: drop its state and its registry entry")
+    delete.add_argument("name")
+    args = parser.parse_args(argv)
+
+    try:
+        registry = TenantRegistry.load()
+        if args.command == "list":
+            for t in registry.tenants.values():
+                flavour = t.setting("flavour", "full")
+                state = "paused" if t.paused else "active"
+                print(f"{t.name}\t{t.integration}\t{','.join(t.marketplaces)}\t{flavour}\t{state}")
+            return 0
+        if args.command == "add":
+            if args.name in registry.tenants:
+                raise SettingError(f"tenant {args.name!r} is already registered")
+            tenant = Tenant(
+                name=args.name,
+                marketplaces=args.marketplaces,
+                optiply_account_id=args.account_id,
+                optiply_coupling_id=args.coupling_id,
+                secrets=_pairs(args.secret, "secret"),
+                settings=_pairs(args.setting, "setting"),
+                endpoints=_pairs(args.endpoint, "endpoint"),
+            )
+            registry.tenants[tenant.name] = tenant
+        elif args.command in ("pause", "resume"):
+            registry.tenants[args.name] = registry.tenant(args.name).model_copy(
+                update={"paused": args.command == "pause"}
+            )
+        elif args.command == "remove":
+            registry.tenant(args.name)
+            del registry.tenants[args.name]
+        elif args.command == "export":
+            tenant = registry.tenant(args.name)
+            args.to.mkdir(parents=True, exist_ok=True)
+            (args.to / "tenant.yaml").write_text(yaml.safe_dump(tenant.model_dump(), sort_keys=False))
+            for table, frame in tenant_state(tenant).export_tables().items():
+                frame.to_csv(args.to / f"{table}.csv", index=False)
+            print(f"exported {tenant.name} to {args.to}")
+            return 0
+        elif args.command == "delete":
+            tenant = registry.tenant(args.name)
+            tenant_state(tenant).drop_everything()
+            del registry.tenants[args.name]
+        registry.save()
+        print(f"{args.command}: {args.name} ({registry.path})")
+        return 0
+    except (SettingError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
