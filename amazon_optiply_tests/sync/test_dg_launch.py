@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from amazon_optiply.tenants import DEFAULT_TENANT
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
     assert_products_match_ground_truth,
@@ -31,7 +32,7 @@ def test_dg_launch_of_one_marketplace_delivers_its_products_and_orders(
     monkeypatch.setenv("DAGSTER_HOME", str(home))
 
     launched = subprocess.run(
-        [DG, "launch", "--assets", "*", "--partition", MAIN],
+        [DG, "launch", "--assets", "*", "--partition", f"{DEFAULT_TENANT}/{MAIN}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -43,7 +44,7 @@ def test_dg_launch_of_one_marketplace_delivers_its_products_and_orders(
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
-        assert run.tags["dagster/partition"] == MAIN
+        assert run.tags["dagster/partition"] == f"{DEFAULT_TENANT}/{MAIN}"
         harness = SyncHarness(sandbox, instance, orders_start, fast_tmp_path)
         expected = sandbox.world.expected_products(MAIN)
         products = assert_products_match_ground_truth(harness, expected, at_least=100)
