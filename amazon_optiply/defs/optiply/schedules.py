@@ -7,6 +7,7 @@ full flavour the sell-order steps do not depend on the product steps, so a faile
 the run without stopping orders (see run_order.py for how they still come after the products).
 """
 
+import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -76,7 +77,11 @@ def every_30_minutes(flavour: str, job: dg.JobDefinition) -> dg.ScheduleDefiniti
 
 
 def tenant_registry(jobs: list[dg.JobDefinition]) -> dg.SensorDefinition:
-    @dg.sensor(jobs=jobs, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+    @dg.sensor(
+        jobs=jobs,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=int(os.environ.get("TENANT_REGISTRY_INTERVAL_SECONDS", "30")),
+    )
     def tenant_registry(context: dg.SensorEvaluationContext):
         """Keeps the partitions equal to the registry's tenants and marketplaces; starts each new one's first sync.
 
