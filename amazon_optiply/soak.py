@@ -56,9 +56,8 @@ def run_cycle(
                 log(f"  killed after {len(sandbox.optiply.writes()) - writes_before} writes")
                 return "killed"
             time.sleep(0.02)
-    summary = [
-        line for line in log_path.read_text().splitlines() if line[:3] in {f"{c}:" for c in MARKETPLACES}
-    ]
+    # One summary line per partition: `<tenant>/<marketplace>: ...`.
+    summary = [line for line in log_path.read_text().splitlines() if line.split(":")[0].count("/") == 1]
     for line in summary:
         log(f"  {line}")
     return "ok" if process.returncode == 0 else "failed"

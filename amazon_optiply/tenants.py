@@ -233,6 +233,11 @@ class TenantRegistry:
         """Every tenant/marketplace, paused ones too: their history stays visible."""
         return [key for t in self.tenants.values() for key in t.partition_keys()]
 
+    def partition_changes(self, existing: list[str]) -> tuple[list[str], list[str]]:
+        """(keys to add, keys to delete) to make the existing partitions the registry's."""
+        wanted = self.partition_keys()
+        return [k for k in wanted if k not in existing], [k for k in existing if k not in wanted]
+
 
 # ---- command line: python -m amazon_optiply.tenants ---------------------------------------------------------
 
@@ -265,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every tenant, its marketplaces, flavour and whether it is paused")
+    commands.add_parser(
+        "partitions",
+        help="make the Dagster instance's partitions the registry's now (the tenant_registry sensor does it "
+        "within a minute while the daemon runs); needed before `dg launch` of a new tenant without a daemon",
+    )
     add = commands.add_parser("add", help="register a tenant")
     add.add_argument("name")
     add.add_argument("--marketplaces", required=True, help="country codes, e.g. DE,FR")
@@ -298,6 +308,20 @@ def main(argv: list[str] | None = None) -> int:
                 flavour = t.setting("flavour", "full")
                 state = "paused" if t.paused else "active"
                 print(f"{t.name}\t{t.integration}\t{','.join(t.marketplaces)}\t{flavour}\t{state}")
+            return 0
+        if args.command == "partitions":
+            import dagster as dg
+
+            from amazon_optiply.partitions import TENANT_MARKETPLACES
+
+            with dg.DagsterInstance.get() as instance:
+                added, removed = registry.partition_changes(
+                    instance.get_dynamic_partitions(TENANT_MARKETPLACES)
+                )
+                instance.add_dynamic_partitions(TENANT_MARKETPLACES, added)
+                for key in removed:
+                    instance.delete_dynamic_partition(TENANT_MARKETPLACES, key)
+            print(f"partitions: added {added or 'none'}, removed {removed or 'none'}")
             return 0
         if args.command == "add":
             if args.name in registry.tenants:

@@ -31,6 +31,17 @@ def test_dg_launch_of_one_marketplace_delivers_its_products_and_orders(
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
 
+    # Without a daemon, the tenant's partitions are registered by hand first (the sensor does it otherwise).
+    registered = subprocess.run(
+        [sys.executable, "-m", "amazon_optiply.tenants", "partitions"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert f"added ['{DEFAULT_TENANT}/{MAIN}', '{DEFAULT_TENANT}/US']" in registered.stdout
     launched = subprocess.run(
         [DG, "launch", "--assets", "*", "--partition", f"{DEFAULT_TENANT}/{MAIN}"],
         cwd=ROOT,

@@ -51,7 +51,7 @@ def test_main_marketplace_from_seller_central_url_and_pan_eu_stock_counted_once(
             timeout=600,
         )
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-        assert [line.split(":")[0] for line in done.stdout.splitlines()] == list(CODES)
+        assert [line.split(":")[0] for line in done.stdout.splitlines()] == [f"default/{c}" for c in CODES]
 
         world = sandbox.world
         expected = pd.concat(

@@ -248,8 +248,8 @@ def test_delivery_of_de_shows_when_and_how_many_orders(page: Page, served: Serve
 
 
 def test_schedule_runs_every_30_minutes(page: Page):
-    page.goto(f"/locations/{REPOSITORY}/schedules/every_30_minutes")
-    expect(page.get_by_text("every_30_minutes").first).to_be_visible()
+    page.goto(f"/locations/{REPOSITORY}/schedules/every_30_minutes_full")
+    expect(page.get_by_text("every_30_minutes_full").first).to_be_visible()
     expect(page.get_by_text("*/30 * * * *", exact=False)).to_be_visible()
     expect(page.get_by_text("sync_marketplace").first).to_be_visible()
     screenshot(page, "schedule")

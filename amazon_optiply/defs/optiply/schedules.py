@@ -90,12 +90,12 @@ def tenant_registry(jobs: list[dg.JobDefinition]) -> dg.SensorDefinition:
         the one that added the partition: a run can only be requested for a partition that exists.
         """
         registry = TenantRegistry.load()
-        wanted = registry.partition_keys()
         existing = context.instance.get_dynamic_partitions(TENANT_MARKETPLACES)
+        added, removed = registry.partition_changes(existing)
         requests = []
-        if added := [k for k in wanted if k not in existing]:
+        if added:
             requests.append(dg.AddDynamicPartitionsRequest(TENANT_MARKETPLACES, added))
-        if removed := [k for k in existing if k not in wanted]:
+        if removed:
             requests.append(dg.DeleteDynamicPartitionsRequest(TENANT_MARKETPLACES, removed))
         first_syncs = [
             r
