@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,31 +69,3 @@ def test_helm_values_hold_no_literal_secret():
         pytest.fail(f"{'.'.join(path)} = {value!r} holds a secret value: use a Kubernetes Secret")
     env = _values()["dagster-user-deployments"]["deployments"][0]["env"]
     assert not [item["name"] for item in env if SECRET_LIKE.search(item["name"])]
-
-
-def _keys_only(schema: object) -> object:
-    """The chart's schema without `required` (Helm validates the merged defaults, not this file alone) and
-    without references to the remote Kubernetes schemas."""
-    if isinstance(schema, dict):
-        return {
-            key: _keys_only(value)
-            for key, value in schema.items()
-            if key != "required" and not (key == "$ref" and not str(value).startswith("#"))
-        }
-    if isinstance(schema, list):
-        return [_keys_only(item) for item in schema]
-    return schema
-
-
-@pytest.mark.skipif(
-    not os.environ.get("DAGSTER_HELM_VALUES_SCHEMA"),
-    reason="set DAGSTER_HELM_VALUES_SCHEMA to the chart's values.schema.json (docs/deploy.md)",
-)
-def test_helm_values_keys_exist_in_the_chart_schema():
-    import jsonschema
-
-    schema = json.loads(Path(os.environ["DAGSTER_HELM_VALUES_SCHEMA"]).read_text())
-    schema = _keys_only(copy.deepcopy(schema))
-    # The chart's top level takes unknown keys; a misspelt top-level key must still fail here.
-    schema["additionalProperties"] = False
-    jsonschema.validate(_values(), schema)
