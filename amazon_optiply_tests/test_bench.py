@@ -14,6 +14,13 @@ from amazon_optiply.bench.api import CYCLES, lower_bound
 from amazon_optiply.bench.latency import tap_latency
 from amazon_optiply.bench.projection import SKU_COUNTS, seconds_at_rate
 from amazon_optiply.bench.report import table
+from amazon_optiply.bench.tenants import (
+    BREAKDOWN,
+    POD_START_LIKE,
+    PROJECTED_PARTITIONS,
+    WINDOW_SECONDS,
+    project,
+)
 
 # One tiny bench run for the module: its tests run on one worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
@@ -33,7 +40,7 @@ def test_every_section_ran_and_serializes(results):
         for target in results[section]["targets"]:
             assert set(target) == TARGET_KEYS
     printed = table(results)
-    for number in range(1, 6):
+    for number in range(1, 7):
         assert f"\n{number}. " in printed
     assert "reproduce: .venv/bin/python -m amazon_optiply.bench --scale tiny" in printed
 
@@ -125,3 +132,39 @@ def test_transform_and_end_to_end(results):
     assert e2e["wall_seconds"] == pytest.approx(
         e2e["work_seconds"] + e2e["dagster_overhead_seconds"], abs=0.05
     )
+
+
+def test_tenants_one_successful_run_per_tenant_marketplace_each_cycle(results):
+    t = results["tenants"]
+    tiny = SCALES["tiny"]
+    runs = tiny.tenants * len(tiny.tenants_marketplaces)
+    assert t["success"], t["cycles"]
+    assert t["sandboxes"] == tiny.tenants
+    for cycle in ("first_sync", "steady_state"):
+        c = t["cycles"][cycle]
+        assert c["runs"] == c["succeeded"] == runs and c["failures"] == []
+    b = t["steady_breakdown_seconds_median"]
+    assert list(b) == list(BREAKDOWN)
+    assert t["pod_start_like_seconds"] == pytest.approx(sum(b[k] for k in POD_START_LIKE), abs=0.01)
+    assert t["steady_runs_per_minute"] == pytest.approx(
+        runs / t["cycles"]["steady_state"]["wall_seconds"] * 60, rel=0.01
+    )
+    assert t["steady_cpu_seconds_per_run"]["median"] <= t["steady_cpu_seconds_per_run"]["max"]
+    assert 0 < t["steady_peak_rss_mb_per_run"]["median"] <= t["steady_peak_rss_mb_per_run"]["max"]
+    assert t["projection"] == project(
+        t["steady_cpu_seconds_per_run"]["median"],
+        t["pod_start_like_seconds"],
+        t["steady_runs_per_minute"],
+        t["cores"],
+    )
+
+
+def test_tenant_projection_arithmetic():
+    # 3 CPU-seconds a run, 2 s of pod start, 10 runs a minute measured on 2 cores.
+    p = project(3.0, 2.0, 10.0, 2)
+    assert PROJECTED_PARTITIONS == 1_000 and WINDOW_SECONDS == 1_800
+    assert p["needed_runs_per_minute"] == pytest.approx(33.3)
+    assert p["cores_by_cpu"] == 2  # 3,000 CPU-seconds in 1,800 s
+    assert p["cores_by_throughput"] == 7  # 33.3 / 10 machines of 2 cores
+    assert p["k8s_cpu_seconds_per_run"] == 5.0
+    assert p["k8s_cores"] == 3  # 5,000 CPU-seconds in 1,800 s

@@ -20,7 +20,7 @@ from amazon_optiply.bench import SCALES, SECTIONS
 
 
 def run(scale_name: str, only: list[str]) -> dict:
-    from amazon_optiply.bench import api, e2e, latency, projection, transform
+    from amazon_optiply.bench import api, e2e, latency, projection, tenants, transform
 
     scale = SCALES[scale_name]
     results: dict = {
@@ -37,6 +37,7 @@ def run(scale_name: str, only: list[str]) -> dict:
         "projection": lambda: projection.run(results["api"]),
         "transform": lambda: transform.run(scale),
         "e2e": lambda: e2e.run(scale),
+        "tenants": lambda: tenants.run(scale),
     }
     for section in SECTIONS:
         if section in only:

@@ -132,12 +132,40 @@ def e2e_block(e: dict, scale: str) -> list[str]:
     ]
 
 
+def tenants_block(t: dict, scale: str) -> list[str]:
+    steady, first = t["cycles"]["steady_state"], t["cycles"]["first_sync"]
+    b = t["steady_breakdown_seconds_median"]
+    p = t["projection"]
+    return [
+        f"6. Tenants: {t['tenants']} tenants x {'/'.join(t['marketplaces'])}, {t['skus']} SKUs each, one run process "
+        f"per tenant-marketplace, {t['parallel']} at once on {t['cores']} CPUs; success {t['success']}",
+        f"   how: one sandbox per tenant ({t['sandboxes']}, in the bench's process, setup "
+        f"{t['sandbox_setup_seconds_excluded']} s excluded); "
+        "a first sync, 30 minutes on, then the steady-state cycle measured",
+        f"   runs: first {first['succeeded']}/{first['runs']} in {first['wall_seconds']} s; "
+        f"steady {steady['succeeded']}/{steady['runs']} in {steady['wall_seconds']} s = "
+        f"{t['steady_runs_per_minute']} runs/min",
+        f"   per steady run (median): wall {t['steady_run_wall_seconds_median']} s = "
+        + ", ".join(f"{k} {v}" for k, v in b.items()),
+        f"   per steady run: CPU {t['steady_cpu_seconds_per_run']['median']} s (max "
+        f"{t['steady_cpu_seconds_per_run']['max']}), peak RSS {t['steady_peak_rss_mb_per_run']['median']} MB "
+        f"(max {t['steady_peak_rss_mb_per_run']['max']}); sandboxes' CPU in that cycle "
+        f"{t['sandbox_cpu_seconds_steady']} s (not in a run's)",
+        f"   1,000 tenant-marketplaces per 30 min ({p['needed_runs_per_minute']} runs/min): "
+        f"{p['cores_by_cpu']} cores if CPU-bound, {p['cores_by_throughput']} at this machine's measured throughput; "
+        f"Kubernetes, one pod per run: {p['k8s_cores']} cores ({p['k8s_cpu_seconds_per_run']} s per run = CPU + "
+        f"pod start like process start + imports + definitions, {t['pod_start_like_seconds']} s; image cached)",
+        f"   reproduce: {command(scale, 'tenants')}",
+    ]
+
+
 BLOCKS = {
     "api": api_block,
     "latency": latency_block,
     "projection": projection_block,
     "transform": transform_block,
     "e2e": e2e_block,
+    "tenants": tenants_block,
 }
 
 
