@@ -37,7 +37,7 @@ class Scale:
 
 SCALES = {
     # The smallest scale at which every section still proves it works (the suite runs it).
-    "tiny": Scale("tiny", 200, 100, 10, 20, 8, 10_000, 30, 3.0, 4, ("DE",), 30, 3.0, 2),
+    "tiny": Scale("tiny", 200, 100, 10, 20, 8, 10_000, 30, 3.0, 2, ("DE",), 30, 3.0, 2),
     "full": Scale("full", 10_000, 5_000, 200, 20, 60, 1_000_000, 10_000, 300.0, 200, ("DE",), 200, 20.0, 2),
 }
 

@@ -168,6 +168,7 @@ def _median(values: list[float]) -> float:
 
 
 def run(scale) -> dict:
+    import dagster as dg
     import yaml
 
     from amazon_optiply.sandbox.amazon import AmazonSettings
@@ -196,6 +197,9 @@ def run(scale) -> dict:
         ]
         (home / "tenants.yaml").write_text(yaml.safe_dump({"tenants": entries}, sort_keys=False))
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        # Create the instance's SQLite storage once, as `dagster dev` or the daemon would before any run:
+        # run processes starting together on a new home would each stamp its schema, and break it.
+        dg.DagsterInstance.from_config(str(home)).dispose()
         # Every sandbox accepts the same default credentials: one set of secret variables serves all tenants.
         env = {**os.environ, **sandboxes[0].env()}
         for name in ("SP_API_ENDPOINT", "LWA_TOKEN_URL", "OPTIPLY_API_URL", "OPTIPLY_TOKEN_URL"):
