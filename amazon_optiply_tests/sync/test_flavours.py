@@ -5,6 +5,8 @@ with the generator's ground truth."""
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+
 from amazon_optiply.sandbox.optiply import OTHER_COUPLING_ID
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
@@ -185,6 +187,7 @@ def test_listing_stock_source_uses_the_merchant_quantity(harness, monkeypatch):
     assert_orders_match_ground_truth(harness, products)
 
 
+@pytest.mark.slow  # a long end-to-end test: two cycles, the state lost between
 def test_lost_state_database_duplicates_nothing(harness):
     harness.sync()
     (harness.workdir / "state.sqlite").unlink()  # a fresh deployment, or a lost volume

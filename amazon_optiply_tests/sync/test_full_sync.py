@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+import pytest
+
 from amazon_optiply_tests.sync.ground_truth import (
     assert_orders_match_ground_truth,
     assert_products_match_ground_truth,
@@ -43,6 +45,7 @@ def test_first_sync_delivers_every_active_listing_and_eligible_order(harness):
     assert summaries["DE"]["products_updated"] == 0
 
 
+@pytest.mark.slow  # a long end-to-end test: three cycles
 def test_next_cycles_write_only_what_changed(harness):
     harness.sync()
     before = harness.expected_products().set_index("remoteId")

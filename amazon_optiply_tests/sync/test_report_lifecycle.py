@@ -195,6 +195,7 @@ def listings_check_failed_in(harness, run_id: str) -> bool:
     )
 
 
+@pytest.mark.slow  # a long end-to-end test: four cycles
 def test_orders_keep_flowing_while_the_listings_report_fails(harness):
     # One listing is unusable in the first cycle (a bad price): its product never reaches Optiply, and the
     # orders it was sold in wait for it.

@@ -4,6 +4,7 @@ listings' products, its sell orders are never posted again. Optiply is compared 
 from datetime import timedelta
 
 import pandas as pd
+import pytest
 
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.sandbox.old_integration import seed_old_integration
@@ -31,6 +32,7 @@ def shared_asins(harness, marketplace: str) -> dict[str, list[str]]:
     return skus[skus.map(len) > 1].to_dict()
 
 
+@pytest.mark.slow  # a long end-to-end test: two cycles
 def test_first_sync_takes_over_the_old_integrations_products_and_never_posts_its_orders_again(harness):
     world, optiply = harness.sandbox.world, harness.sandbox.optiply
     now = harness.sandbox.clock.now()

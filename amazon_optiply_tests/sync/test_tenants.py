@@ -99,6 +99,7 @@ def harness_of(seller: Seller, sandbox: Sandbox, instance, workdir: Path) -> Syn
     return SyncHarness(sandbox, instance, orders_start, workdir, seller.marketplaces, seller.marketplaces[0])
 
 
+@pytest.mark.slow  # a long end-to-end test: four sandboxes
 def test_three_tenants_each_get_their_own_sellers_data_and_a_fourth_with_bad_credentials_fails_alone(
     tenants, fast_tmp_path: Path
 ):
