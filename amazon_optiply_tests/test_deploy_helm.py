@@ -56,6 +56,8 @@ def test_helm_run_queue_limits_equal_the_deploy_profile():
     deploy_runs = yaml.safe_load(DEPLOY_INSTANCE.read_text())["concurrency"]["runs"]
     assert runs["maxConcurrentRuns"] == deploy_runs["max_concurrent_runs"]
     assert runs["tagConcurrencyLimits"] == deploy_runs["tag_concurrency_limits"]
+    deploy_pools = yaml.safe_load(DEPLOY_INSTANCE.read_text())["concurrency"]["pools"]
+    assert _values()["concurrency"]["pools"]["defaultLimit"] == deploy_pools["default_limit"]
     # The chart fails when the limits are also set on the run coordinator.
     assert "config" not in _values()["dagsterDaemon"]["runCoordinator"]
 

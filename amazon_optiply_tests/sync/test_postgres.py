@@ -181,6 +181,9 @@ def test_full_sync_with_instance_and_state_on_postgres(
         products = assert_products_match_ground_truth(harness)
         assert_orders_match_ground_truth(harness, products)
         run_ids = {run.run_id for run in instance.get_runs()}
+        # The deliveries took their slots from the `optiply_writes` pool, kept in PostgreSQL, and gave them back.
+        pool = instance.event_log_storage.get_concurrency_info("optiply_writes")
+        assert (pool.slot_count, pool.using_default_limit, pool.active_slot_count) == (2, True, 0)
         # The partitions (tenant/marketplace) are kept in PostgreSQL too.
         assert set(instance.get_dynamic_partitions(TENANT_MARKETPLACES)) == {
             f"default/{code}" for code in MARKETPLACE_CODES

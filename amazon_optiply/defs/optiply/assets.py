@@ -26,6 +26,9 @@ from amazon_optiply.transforms.optiply import GIVEN_UP, HELD_DISPOSITIONS, SKIPP
 GROUP = "optiply"
 # A delivery older than an hour (two missed 30-minute cycles) is late: the asset turns red in the UI.
 DELIVERY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=60))
+# Optiply's rate limit is one for all tenants (one API): every delivery step of every run takes a slot of
+# this pool, so the deployment's writes stay within slots x the client's spacing, however many runs go.
+OPTIPLY_WRITES_POOL = "optiply_writes"
 
 
 def _writes_frame(report) -> pd.DataFrame:
@@ -147,6 +150,7 @@ def optiply_product_payloads(
     kinds={"optiply"},
     owners=["team:integrations"],
     freshness_policy=DELIVERY_FRESHNESS,
+    pool=OPTIPLY_WRITES_POOL,
 )
 def optiply_products(
     context: dg.AssetExecutionContext,
@@ -311,6 +315,7 @@ def optiply_sell_order_payloads(
     kinds={"optiply"},
     owners=["team:integrations"],
     freshness_policy=DELIVERY_FRESHNESS,
+    pool=OPTIPLY_WRITES_POOL,
     op_tags=ORDER_PATH_TAGS,
 )
 def optiply_sell_orders(
