@@ -1,8 +1,14 @@
 """Several tenants in one deployment: each its own Amazon seller (region, marketplaces, flavour, secrets) and
 Optiply account, from one registry file. Each account is compared with its own seller's ground truth."""
 
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from amazon_optiply.defs.optiply.schedules import failure_alert, tenant_run_failures
 from amazon_optiply.sandbox.server import OPTIPLY_ACCOUNT_ID, OPTIPLY_COUPLING_ID, Sandbox
 from amazon_optiply.sync import sync_all
 from amazon_optiply_tests.sync.ground_truth import (
@@ -94,6 +101,29 @@ def tenants(fast_tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             sandbox.stop()
 
 
+@contextmanager
+def alert_webhook() -> Iterator[tuple[str, list]]:
+    """A local endpoint standing in for a chat webhook; yields its URL and what it received."""
+    received: list = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def harness_of(seller: Seller, sandbox: Sandbox, instance, workdir: Path) -> SyncHarness:
     orders_start = pd.Timestamp(sandbox.config.seller.origin - timedelta(days=2))
     return SyncHarness(sandbox, instance, orders_start, workdir, seller.marketplaces, seller.marketplaces[0])
@@ -137,6 +167,25 @@ def test_three_tenants_each_get_their_own_sellers_data_and_a_fourth_with_bad_cre
         tagged = {(run.tags["tenant"], run.tags["marketplace"]): run.status for run in instance.get_runs()}
         assert tagged[("umbrella", "DE")] == dg.DagsterRunStatus.FAILURE
         assert tagged[("acme", "DE")] == dg.DagsterRunStatus.SUCCESS
+        # The operator's alert names the tenant, the marketplace and why.
+        (failed_run,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+        failure = instance.get_records_for_run(failed_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        event = failure.records[0].event_log_entry.dagster_event
+        alert = failure_alert(failed_run, event.message)
+        assert alert.startswith(f"tenant umbrella, marketplace DE: run {failed_run.run_id} failed: ")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="tenant_run_failures",
+            dagster_event=event,
+            dagster_instance=instance,
+            dagster_run=failed_run,
+        ).for_run_failure()
+        with alert_webhook() as (url, received):
+            os.environ["ALERT_WEBHOOK_URL"] = url
+            try:
+                tenant_run_failures(context)
+            finally:
+                del os.environ["ALERT_WEBHOOK_URL"]
+        assert received == [{"text": alert}]
 
     # Each tenant keeps its own state database.
     assert sorted(p.name for p in fast_tmp_path.glob("sync_state-*.sqlite")) == [

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import dagster as dg
+import httpx
 
 from amazon_optiply.partitions import TENANT_MARKETPLACES
 from amazon_optiply.tenants import Tenant, TenantRegistry
@@ -112,5 +113,20 @@ def sync_automation() -> dg.Definitions:
     return dg.Definitions(
         jobs=list(jobs.values()),
         schedules=[every_30_minutes(flavour, job) for flavour, job in jobs.items()],
-        sensors=[tenant_registry(list(jobs.values()))],
+        sensors=[tenant_registry(list(jobs.values())), tenant_run_failures],
     )
+
+
+def failure_alert(run: dg.DagsterRun, error: str) -> str:
+    """The line an operator reads: which tenant, which marketplace, which run, and why."""
+    tenant, marketplace = run.tags.get("tenant", "?"), run.tags.get("marketplace", "?")
+    return f"tenant {tenant}, marketplace {marketplace}: run {run.run_id} failed: {error}"
+
+
+@dg.run_failure_sensor(name="tenant_run_failures", default_status=dg.DefaultSensorStatus.RUNNING)
+def tenant_run_failures(context: dg.RunFailureSensorContext):
+    """Every failed sync run, named by its tenant and marketplace; posted to ALERT_WEBHOOK_URL when set."""
+    message = failure_alert(context.dagster_run, context.failure_event.message or "")
+    context.log.error(message)
+    if url := os.environ.get("ALERT_WEBHOOK_URL"):
+        httpx.post(url, json={"text": message}, timeout=10).raise_for_status()
