@@ -13,7 +13,7 @@ def test_short_hostile_soak_with_a_kill_loses_and_duplicates_nothing(fast_tmp_pa
     # minute for createReport); the long soak keeps them, the short one leaves them out to stay short.
     status = soak.main(
         [
-            "--cycles=3",
+            "--cycles=2",
             "--kills=1",
             "--skus=150",
             "--faults=hostile,throttle_no_body=0",
