@@ -73,7 +73,7 @@ def _root_message(error) -> str:
 
 
 def sync_all(instance: dg.DagsterInstance | None = None) -> list[MarketplaceResult]:
-    """One run per marketplace of every tenant not paused, one after another; the partitions follow the registry."""
+    """One run per marketplace of every tenant not paused, one after another; a new partition is registered first."""
     from amazon_optiply.definitions import defs
 
     definitions = defs()
