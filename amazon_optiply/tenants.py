@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import SettingError, marketplace_codes
@@ -58,6 +58,9 @@ ENDPOINT_ENV = {
     "optiply_token_url": "OPTIPLY_TOKEN_URL",
 }
 
+
+# The names each map of a tenant's entry takes.
+KNOWN_NAMES = {"secrets": SECRET_ENV_DEFAULTS, "settings": SETTING_ENV, "endpoints": ENDPOINT_ENV}
 
 ENV_NAMES = {
     "marketplaces": "AMAZON_MARKETPLACES",
@@ -103,28 +106,14 @@ class Tenant(BaseModel):
             raise ValueError(f"marketplaces must be known country codes, e.g. [DE, FR]; unknown: {unknown}")
         return codes
 
-    @field_validator("secrets")
+    @field_validator("secrets", "settings", "endpoints")
     @classmethod
-    def _secrets(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(SECRET_ENV_DEFAULTS))
+    def _known_names(cls, value: dict, info: ValidationInfo) -> dict:
+        """Each of these maps takes only the names this platform knows: a typo is an error, not a default."""
+        known = KNOWN_NAMES[info.field_name]
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown secret(s) {unknown}; known: {sorted(SECRET_ENV_DEFAULTS)}")
-        return value
-
-    @field_validator("settings")
-    @classmethod
-    def _settings(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(SETTING_ENV))
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(SETTING_ENV)}")
-        return value
-
-    @field_validator("endpoints")
-    @classmethod
-    def _endpoints(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(ENDPOINT_ENV))
-        if unknown:
-            raise ValueError(f"unknown endpoint(s) {unknown}; known: {sorted(ENDPOINT_ENV)}")
+            raise ValueError(f"unknown {info.field_name} {unknown}; known: {sorted(known)}")
         return value
 
     def partition_keys(self) -> list[str]:
