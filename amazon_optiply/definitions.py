@@ -39,7 +39,7 @@ def settings_resource(init: dg.InitResourceContext) -> IntegrationSettings:
     t: Tenant = init.resources.tenant
     return IntegrationSettings(
         marketplaces=",".join(t.marketplaces),
-        flavour=t.setting("flavour", "full"),
+        flavour=t.flavour,
         match_key=t.setting("match_key", "eanCode"),
         seller_central_url=t.setting("seller_central_url", ""),
         main_marketplace=t.setting("main_marketplace", ""),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from amazon_optiply.defs.optiply.schedules import SYNC_JOBS, flavour_of
+from amazon_optiply.defs.optiply.schedules import SYNC_JOBS
 from amazon_optiply.partitions import TENANT_MARKETPLACES
 from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
 
@@ -43,7 +43,7 @@ class MarketplaceResult:
 def sync_marketplace(
     defs: dg.Definitions, tenant: Tenant, marketplace: str, instance: dg.DagsterInstance
 ) -> MarketplaceResult:
-    job = defs.resolve_job_def(SYNC_JOBS[flavour_of(tenant)])
+    job = defs.resolve_job_def(SYNC_JOBS[tenant.flavour])
     key = partition_key(tenant.name, marketplace)
     if not instance.has_dynamic_partition(TENANT_MARKETPLACES, key):
         instance.add_dynamic_partitions(TENANT_MARKETPLACES, [key])

@@ -119,6 +119,11 @@ class Tenant(BaseModel):
     def partition_keys(self) -> list[str]:
         return [partition_key(self.name, code) for code in self.marketplaces]
 
+    @property
+    def flavour(self) -> str:
+        """full (products and sell orders) or secondary (sell orders only): which job its runs use."""
+        return str(self.setting("flavour", "full"))
+
     def secret(self, name: str) -> str:
         """A secret's value, from the environment variable the registry names. Only ever called inside a run."""
         variable = self.secrets.get(name, SECRET_ENV_DEFAULTS[name])
@@ -294,9 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         registry = TenantRegistry.load()
         if args.command == "list":
             for t in registry.tenants.values():
-                flavour = t.setting("flavour", "full")
                 state = "paused" if t.paused else "active"
-                print(f"{t.name}\t{t.integration}\t{','.join(t.marketplaces)}\t{flavour}\t{state}")
+                print(f"{t.name}\t{t.integration}\t{','.join(t.marketplaces)}\t{t.flavour}\t{state}")
             return 0
         if args.command == "partitions":
             import dagster as dg

@@ -41,23 +41,19 @@ def sync_job(flavour: str) -> dg.JobDefinition:
     )
 
 
-def flavour_of(tenant: Tenant) -> str:
-    return str(tenant.setting("flavour", "full"))
-
-
 def run_requests(tenants: list[Tenant], run_key: str, flavour: str | None = None) -> Iterator[dg.RunRequest]:
     """A run per marketplace of each tenant (of one flavour's job, when given), tagged with both.
 
     The tags let the run queue keep one run per partition and name the tenant in the UI and in alerts.
     """
     for tenant in tenants:
-        if tenant.paused or (flavour is not None and flavour_of(tenant) != flavour):
+        if tenant.paused or (flavour is not None and tenant.flavour != flavour):
             continue
         for key, marketplace in zip(tenant.partition_keys(), tenant.marketplaces, strict=True):
             yield dg.RunRequest(
                 run_key=f"{key}-{run_key}",
                 partition_key=key,
-                job_name=SYNC_JOBS[flavour_of(tenant)],
+                job_name=SYNC_JOBS[tenant.flavour],
                 tags={"tenant": tenant.name, "marketplace": marketplace},
             )
 
