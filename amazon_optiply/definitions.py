@@ -54,9 +54,10 @@ def settings_resource(init: dg.InitResourceContext) -> IntegrationSettings:
     )
 
 
-@dg.resource(required_resource_keys={"tenant"})
+@dg.resource(required_resource_keys={"tenant", "sync_state"})
 def amazon_resource(init: dg.InitResourceContext) -> AmazonResource:
     t: Tenant = init.resources.tenant
+    variables = [t.secret_variable(n) for n in ("sp_api_refresh_token", "lwa_app_id", "lwa_client_secret")]
     resource = AmazonResource(
         refresh_token=t.secret("sp_api_refresh_token"),
         lwa_app_id=t.secret("lwa_app_id"),
@@ -65,8 +66,10 @@ def amazon_resource(init: dg.InitResourceContext) -> AmazonResource:
         lwa_token_url=t.endpoint("lwa_token_url"),
         # Deployment-wide: how long a run waits for a report.
         report_deadline_seconds=float(os.environ.get("AMAZON_REPORT_DEADLINE_SECONDS", "1800")),
+        credentials_named=f"tenant {t.name}'s {', '.join(variables[:-1])} and {variables[-1]}",
     )
-    resource.setup_for_execution(init)
+    # Amazon's rate limits are per selling partner: all of this tenant's runs draw on one budget.
+    resource.setup(budget_store=init.resources.sync_state.open().budget_store())
     return resource
 
 

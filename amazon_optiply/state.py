@@ -8,11 +8,13 @@ id map it yields, and the Optiply token (Optiply refuses a new one while the las
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = sa.MetaData()
 
@@ -82,6 +84,16 @@ fba_reads = sa.Table(
     sa.Column("marketplace", sa.String(8), primary_key=True),
     sa.Column("read_until", sa.DateTime(timezone=True), nullable=False),  # Amazon's clock
     sa.Column("full_read_at", sa.DateTime(timezone=True), nullable=False),  # ours
+)
+
+# The tenant's SP-API token bucket per operation, shared by all its run processes: Amazon's rate limits are
+# per selling partner and application, so two marketplaces' runs at once spend one budget.
+request_budgets = sa.Table(
+    "request_budgets",
+    metadata,
+    sa.Column("operation", sa.String(64), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),  # negative: requests already promised a later slot
+    sa.Column("updated", sa.Float, nullable=False),  # epoch seconds
 )
 
 tokens = sa.Table(
@@ -368,6 +380,9 @@ class SyncState:
     def token_store(self, name: str) -> TokenStore:
         return TokenStore(self, name)
 
+    def budget_store(self) -> SharedBudgetStore:
+        return SharedBudgetStore(self)
+
     # ---- a tenant's data, whole (a customer asking for it, or leaving) ---------------------------------------
     def export_tables(self) -> dict[str, pd.DataFrame]:
         """Every table of this state, as it is."""
@@ -398,3 +413,52 @@ class TokenStore:
         with self.state.engine.begin() as conn:
             conn.execute(tokens.delete().where(tokens.c.name == self.name))
             conn.execute(tokens.insert().values(name=self.name, value=json.dumps(token)))
+
+
+class SharedBudgetStore:
+    """SP-API token buckets in the state database, so every run process of a tenant draws on one budget.
+
+    One short transaction per request: the row is written first (taking SQLite's write lock, or Postgres's
+    row lock), so two processes never both spend the same token.
+    """
+
+    def __init__(self, state: SyncState) -> None:
+        self.engine = state.engine
+
+    def _insert_missing(self, conn, operation: str, tokens: float, now: float) -> None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(request_budgets)
+            .values(operation=operation, tokens=tokens, updated=now)
+            .on_conflict_do_nothing(index_elements=["operation"])
+        )
+
+    def _row(self, conn, operation: str):
+        query = sa.select(request_budgets.c.tokens, request_budgets.c.updated).where(
+            request_budgets.c.operation == operation
+        )
+        return conn.execute(query.with_for_update()).one()
+
+    def reserve(self, operation: str, rate: float, burst: int) -> float:
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._insert_missing(conn, operation, float(burst), now)
+            row = self._row(conn, operation)
+            tokens = min(burst, row.tokens + max(0.0, now - row.updated) * rate) - 1
+            conn.execute(
+                request_budgets.update()
+                .where(request_budgets.c.operation == operation)
+                .values(tokens=tokens, updated=max(now, row.updated))
+            )
+        return 0.0 if tokens >= 0 else -tokens / rate
+
+    def drain(self, operation: str) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._insert_missing(conn, operation, 0.0, now)
+            row = self._row(conn, operation)
+            conn.execute(
+                request_budgets.update()
+                .where(request_budgets.c.operation == operation)
+                .values(tokens=min(row.tokens, 0.0), updated=max(now, row.updated))
+            )

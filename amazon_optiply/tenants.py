@@ -124,9 +124,13 @@ class Tenant(BaseModel):
         """full (products and sell orders) or secondary (sell orders only): which job its runs use."""
         return str(self.setting("flavour", "full"))
 
+    def secret_variable(self, name: str) -> str:
+        """The environment variable holding a secret (safe to show: a name, not the value)."""
+        return self.secrets.get(name, SECRET_ENV_DEFAULTS[name])
+
     def secret(self, name: str) -> str:
         """A secret's value, from the environment variable the registry names. Only ever called inside a run."""
-        variable = self.secrets.get(name, SECRET_ENV_DEFAULTS[name])
+        variable = self.secret_variable(name)
         value = os.environ.get(variable)
         if not value:
             raise SettingError(

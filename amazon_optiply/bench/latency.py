@@ -1,6 +1,6 @@
 """Section 2: seconds from the moment the sandbox marks a report DONE to its document being parsed.
 
-Processing times up to 10 minutes cannot be waited for, so the platform's real `AmazonResource.fetch_report`
+Processing times up to 10 minutes cannot be waited for, so the platform's real `SellingPartner.fetch_report`
 runs against the real sandbox over HTTP on a virtual clock: `time.monotonic()` in the platform's resource
 and client modules and in the sandbox's Amazon module is real monotonic time plus every sleep skipped so
 far, and `time.sleep` skips instead of sleeping. Waiting costs nothing; real work (HTTP, download, parse)
@@ -104,7 +104,7 @@ def _resource(sandbox: Sandbox):
         lwa_token_url=env["LWA_TOKEN_URL"],
     )
     resource.setup_for_execution(dg.build_init_resource_context())
-    return resource
+    return resource.partner
 
 
 def run(scale) -> dict:
@@ -151,7 +151,7 @@ def run(scale) -> dict:
     median, p95 = float(np.median(latencies)), float(np.percentile(latencies, 95))
     return {
         "how": (
-            "AmazonResource.fetch_report against the sandbox over HTTP on a virtual clock (sleeps skipped, "
+            "SellingPartner.fetch_report against the sandbox over HTTP on a virtual clock (sleeps skipped, "
             "real work timed); unscaled processing times, log-uniform 5 s..10 min; latency = parsed - the "
             "sandbox's DONE moment; Amazon's real rate limits in the sandbox"
         ),

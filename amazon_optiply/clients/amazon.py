@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,6 +43,7 @@ REGION_ENDPOINTS = {
 }
 AWS_REGIONS = {"NA": "us-east-1", "EU": "eu-west-1", "FE": "us-west-2"}
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+DEFAULT_CREDENTIAL_VARIABLES = "SP_API_REFRESH_TOKEN, LWA_APP_ID and LWA_CLIENT_SECRET"
 
 # Amazon's documented rate (requests/second) and burst per operation; the live x-amzn-RateLimit-Limit wins.
 DOCUMENTED_RATES: dict[str, tuple[float, int]] = {
@@ -144,41 +145,66 @@ def build_api(
     return ConfiguredApi(Endpoint(endpoint, market.marketplace_id, AWS_REGIONS[market.region]), **kwargs)
 
 
-class RequestBudget:
-    """A client-side token bucket per operation, so a run spends Amazon's rate instead of collecting 429s."""
+class BudgetStore(Protocol):
+    """Where an operation's token bucket lives: this process, or a database all of a tenant's runs share."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.updated = time.monotonic()
-        self.lock = threading.Lock()
+    def reserve(self, operation: str, rate: float, burst: int) -> float:
+        """Take a token (going into debt when none is left); returns the seconds to wait before sending."""
+        ...
+
+    def drain(self, operation: str) -> None:
+        """Empty the bucket: after a 429 Amazon's is empty too."""
+        ...
+
+
+class LocalBudgetStore:
+    """Token buckets in this process only (a client used alone, tests)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # operation -> (tokens, updated)
+        self._lock = threading.Lock()
+
+    def reserve(self, operation: str, rate: float, burst: int) -> float:
+        with self._lock:
+            now = time.monotonic()
+            tokens, updated = self._buckets.get(operation, (float(burst), now))
+            tokens = min(burst, tokens + (now - updated) * rate) - 1
+            self._buckets[operation] = (tokens, now)
+        return 0.0 if tokens >= 0 else -tokens / rate
+
+    def drain(self, operation: str) -> None:
+        with self._lock:
+            tokens, _ = self._buckets.get(operation, (0.0, 0.0))
+            self._buckets[operation] = (min(tokens, 0.0), time.monotonic())
+
+
+class RequestBudget:
+    """A client-side token bucket per operation, so a run spends Amazon's rate instead of collecting 429s.
+
+    A token taken when none is left is a reservation: the caller waits until it would have refilled, so
+    processes sharing one store queue fairly instead of polling.
+    """
+
+    def __init__(self, operation: str, rate: float, burst: int, store: BudgetStore) -> None:
+        self.operation, self.rate, self.burst, self.store = operation, rate, burst, store
 
     def acquire(self) -> float:
         """Wait for a token; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self.lock:
-                now = time.monotonic()
-                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return waited
-                delay = (1 - self.tokens) / self.rate
-            if delay >= 5:  # a wait an operator should be able to explain
-                log.warning("waiting %.0f s for SP-API budget (%.4g requests/s)", delay, self.rate)
+        delay = self.store.reserve(self.operation, self.rate, self.burst)
+        if delay >= 5:  # a wait an operator should be able to explain
+            log.warning(
+                "waiting %.0f s for SP-API budget of %s (%.4g requests/s)", delay, self.operation, self.rate
+            )
+        if delay > 0:
             time.sleep(delay)
-            waited += delay
+        return delay
 
     def adopt_rate(self, rate: float) -> None:
-        with self.lock:
-            self.rate = rate
+        self.rate = rate
 
     def drain(self) -> None:
         """After a 429 the server's bucket is empty; ours should be too."""
-        with self.lock:
-            self.tokens = 0.0
-            self.updated = time.monotonic()
+        self.store.drain(self.operation)
 
 
 @dataclass
@@ -205,17 +231,28 @@ T = TypeVar("T")
 class SpApiCaller:
     """Runs SP-API calls within the budget, retrying only what is transient, with backoff and jitter."""
 
-    def __init__(self, max_attempts: int = 8, backoff_base: float = 0.5, backoff_cap: float = 30.0) -> None:
+    def __init__(
+        self,
+        max_attempts: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        budget_store: BudgetStore | None = None,
+        credentials_named: str = DEFAULT_CREDENTIAL_VARIABLES,
+    ) -> None:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.budget_store = budget_store or LocalBudgetStore()
+        # Named in the error when Login with Amazon refuses them: the variables, never the values.
+        self.credentials_named = credentials_named
         self.budgets: dict[str, RequestBudget] = {}
         self.stats = CallStats()
         self._rng = random.Random()
 
     def budget(self, operation: str) -> RequestBudget:
         if operation not in self.budgets:
-            self.budgets[operation] = RequestBudget(*DOCUMENTED_RATES[operation])
+            rate, burst = DOCUMENTED_RATES[operation]
+            self.budgets[operation] = RequestBudget(operation, rate, burst, self.budget_store)
         return self.budgets[operation]
 
     def call(self, operation: str, fn: Callable[[], ApiResponse], expect: str | None = None) -> ApiResponse:
@@ -234,7 +271,7 @@ class SpApiCaller:
                     continue
                 raise AmazonError(
                     f"{operation}: access denied by Amazon (403, not retried): {_describe(exc)}. Check that the "
-                    "seller authorised this app (SP_API_REFRESH_TOKEN) with the role this operation needs, "
+                    f"selling partner authorised this app ({self.credentials_named}) with the role this operation needs, "
                     "for a marketplace the seller sells in (AMAZON_MARKETPLACES)"
                 ) from None
             except AuthorizationError as exc:
@@ -244,7 +281,7 @@ class SpApiCaller:
                     continue
                 raise AmazonError(
                     f"{operation}: Login with Amazon refused the credentials ({exc.status_code}); check "
-                    "SP_API_REFRESH_TOKEN, LWA_APP_ID and LWA_CLIENT_SECRET"
+                    f"{self.credentials_named}"
                 ) from None
             except _TRANSIENT as exc:
                 last_error = exc

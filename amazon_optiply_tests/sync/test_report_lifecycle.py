@@ -16,8 +16,8 @@ import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from sp_api.auth import access_token_client
 
-from amazon_optiply.clients.amazon import AmazonError
-from amazon_optiply.resources import AmazonResource, ReportFailed
+from amazon_optiply.clients.amazon import AmazonError, SpApiCaller, SpApiCredentials
+from amazon_optiply.clients.selling_partner import ReportFailed, SellingPartner
 from amazon_optiply.sandbox.faults import FAULT_KINDS, FaultRates
 from amazon_optiply.state import SyncState
 from amazon_optiply.sync import sync_marketplace
@@ -106,18 +106,21 @@ def state(harness) -> SyncState:
     return SyncState(os.environ["SYNC_STATE_DATABASE_URL"])
 
 
-def amazon_resource(harness, **settings) -> AmazonResource:
+def selling_partner(harness, **settings) -> SellingPartner:
+    """The client alone, no Dagster: what the assets' `amazon.partner` is."""
     env = harness.sandbox.env()
-    resource = AmazonResource(
-        refresh_token=settings.pop("refresh_token", env["SP_API_REFRESH_TOKEN"]),
-        lwa_app_id=env["LWA_APP_ID"],
-        lwa_client_secret=env["LWA_CLIENT_SECRET"],
+    credentials = SpApiCredentials(
+        settings.pop("refresh_token", env["SP_API_REFRESH_TOKEN"]),
+        env["LWA_APP_ID"],
+        env["LWA_CLIENT_SECRET"],
+    )
+    return SellingPartner(
+        credentials,
+        SpApiCaller(),
         endpoint=env["SP_API_ENDPOINT"],
         lwa_token_url=env["LWA_TOKEN_URL"],
         **settings,
     )
-    resource.setup_for_execution(dg.build_init_resource_context())
-    return resource
 
 
 # ---- report statuses through the assets -----------------------------------------------------------------
@@ -290,14 +293,14 @@ def test_report_past_the_deadline_fails_the_run_with_a_clear_message(harness, mo
 
 def test_report_in_progress_is_reused_by_a_second_fetch(harness):
     harness.sandbox.amazon.settings.report_processing_seconds = 2.0
-    amazon = amazon_resource(harness)
+    amazon = selling_partner(harness)
     fetched = {}
     first = threading.Thread(target=lambda: fetched.update(a=amazon.fetch_report("DE", LISTINGS, LOG)))
     first.start()
     deadline = time.monotonic() + 10
     while not reports_of(harness, LISTINGS) and time.monotonic() < deadline:
         time.sleep(0.02)
-    second = amazon_resource(harness).fetch_report("DE", LISTINGS, LOG)
+    second = selling_partner(harness).fetch_report("DE", LISTINGS, LOG)
     first.join()
 
     assert len(reports_of(harness, LISTINGS)) == 1, "the second fetch created a report of its own"
@@ -309,7 +312,7 @@ def test_report_in_progress_is_reused_by_a_second_fetch(harness):
 
 
 def test_reuse_needs_the_same_window_marketplace_and_type(harness):
-    amazon = amazon_resource(harness)
+    amazon = selling_partner(harness)
     now = harness.sandbox.clock.now()
     a = amazon.fetch_report("DE", ORDERS, LOG, start=now - timedelta(hours=3))
     b = amazon.fetch_report("DE", ORDERS, LOG, start=now - timedelta(hours=3))
@@ -327,14 +330,14 @@ def test_reuse_needs_the_same_window_marketplace_and_type(harness):
 
 def test_slow_report_is_waited_for_within_the_deadline(harness):
     harness.sandbox.set_faults(FaultRates(slow_report=1.0))
-    report = amazon_resource(harness, report_deadline_seconds=60).fetch_report("DE", LISTINGS, LOG)
+    report = selling_partner(harness, report_deadline_seconds=60).fetch_report("DE", LISTINGS, LOG)
     assert report.status == "DONE"
     assert report.polls > 3
     assert len(report.text.splitlines()) == len(harness.sandbox.world.listings["DE"]) + 1
 
 
 def test_fatal_inside_the_cooldown_is_not_requested_again(harness):
-    amazon, sync_state = amazon_resource(harness), state(harness)
+    amazon, sync_state = selling_partner(harness), state(harness)
     harness.sandbox.amazon.forced_outcomes[FBA_MYI] = ("FATAL", "inventory is being recalculated")
     with pytest.raises(ReportFailed) as first:
         amazon.fetch_report("DE", FBA_MYI, LOG, state=sync_state)
@@ -344,7 +347,7 @@ def test_fatal_inside_the_cooldown_is_not_requested_again(harness):
 
     harness.sandbox.advance(timedelta(minutes=20))
     with pytest.raises(ReportFailed) as second:
-        amazon_resource(harness).fetch_report("DE", FBA_MYI, LOG, state=sync_state)
+        selling_partner(harness).fetch_report("DE", FBA_MYI, LOG, state=sync_state)
     assert harness.sandbox.amazon.calls["createReport"] == creates, "requested again inside the cooldown"
     fatal_at, _ = sync_state.report_fatal(FBA_MYI, "DE")
     until = (fatal_at + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -353,7 +356,7 @@ def test_fatal_inside_the_cooldown_is_not_requested_again(harness):
     assert "inventory is being recalculated" in str(second.value)
 
     harness.sandbox.advance(timedelta(minutes=11))  # past the cooldown: asked again, and Amazon delivers
-    report = amazon_resource(harness).fetch_report("DE", FBA_MYI, LOG, state=sync_state)
+    report = selling_partner(harness).fetch_report("DE", FBA_MYI, LOG, state=sync_state)
     assert report.status == "DONE" and not report.reused
     assert harness.sandbox.amazon.calls["createReport"] == creates + 1
     assert sync_state.report_fatal(FBA_MYI, "DE") is None
@@ -364,7 +367,7 @@ def test_fatal_inside_the_cooldown_is_not_requested_again(harness):
 
 def test_bad_refresh_token_fails_at_once_saying_which_setting_to_fix(harness):
     access_token_client.cache.clear()
-    amazon = amazon_resource(harness, refresh_token="Atzr|revoked")
+    amazon = selling_partner(harness, refresh_token="Atzr|revoked")
     with pytest.raises(AmazonError) as info:
         amazon.fetch_report("DE", LISTINGS, LOG)
     assert "SP_API_REFRESH_TOKEN" in str(info.value) and "(400)" in str(info.value)
@@ -373,7 +376,7 @@ def test_bad_refresh_token_fails_at_once_saying_which_setting_to_fix(harness):
 
 
 def test_forbidden_marketplace_fails_at_once_saying_what_to_check(harness):
-    amazon = amazon_resource(harness)
+    amazon = selling_partner(harness)
     with pytest.raises(AmazonError) as info:
         amazon.fetch_report("FR", LISTINGS, LOG)  # the sandbox seller sells in DE and US only
     message = str(info.value)

@@ -149,6 +149,8 @@ def test_three_tenants_each_get_their_own_sellers_data_and_a_fourth_with_bad_cre
         failed = {key for key, r in outcome.items() if not r.success}
         assert failed == {("umbrella", "DE")}, [r.line() for r in results if not r.success]
         assert "umbrella/DE: FAILED" in outcome["umbrella", "DE"].line()
+        # The error names the variable the operator must fix, in this tenant's entry, not a global one.
+        assert "UMBRELLA_SP_API_REFRESH_TOKEN" in outcome["umbrella", "DE"].error
 
         acme = harness_of(by_tenant["acme"], sandboxes["acme"], instance, fast_tmp_path)
         assert_orders_match_ground_truth(acme, assert_products_match_ground_truth(acme))

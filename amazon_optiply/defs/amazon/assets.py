@@ -7,10 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
+from amazon_optiply.clients.selling_partner import FetchedReport
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import SettingError, marketplace_of, marketplace_partitions
-from amazon_optiply.resources import AmazonResource, FetchedReport, IntegrationSettings, SyncStateResource
+from amazon_optiply.resources import AmazonResource, IntegrationSettings, SyncStateResource
 from amazon_optiply.run_order import ORDER_PATH_TAGS
 from amazon_optiply.state import SyncState
 from amazon_optiply.transforms.catalog import (
@@ -59,11 +60,11 @@ def _call_metadata(amazon: AmazonResource) -> dict:
     return {"sp_api_calls": dict(stats.calls), "sp_api_throttled": dict(stats.throttled)}
 
 
-def _check_participation(country: str, amazon: AmazonResource) -> None:
-    participating = amazon.participating_countries(country)
-    if country not in participating:
+def _check_participation(marketplace: str, amazon: AmazonResource) -> None:
+    participating = amazon.partner.participating_marketplaces(marketplace)
+    if marketplace not in participating:
         raise SettingError(
-            f"marketplace {country} is in AMAZON_MARKETPLACES but the seller does not participate in it "
+            f"marketplace {marketplace} is in AMAZON_MARKETPLACES but the seller does not participate in it "
             f"(participating: {', '.join(sorted(participating)) or 'none'})"
         )
 
@@ -75,12 +76,12 @@ def listings_report(context: dg.AssetExecutionContext, amazon: AmazonResource, s
     A report that fails (FATAL, CANCELLED, deadline) fails this asset: it never becomes an empty catalogue
     or zero stock, and Optiply keeps the last values. A queued, running or recent report is reused.
     """
-    country = marketplace_of(context.partition_key)
-    _check_participation(country, amazon)
-    report = amazon.fetch_report(country, LISTINGS_REPORT, context.log, state=sync_state.open())
+    marketplace = marketplace_of(context.partition_key)
+    _check_participation(marketplace, amazon)
+    report = amazon.partner.fetch_report(marketplace, LISTINGS_REPORT, context.log, state=sync_state.open())
     if report.status == "CANCELLED":
         raise dg.Failure(
-            f"{LISTINGS_REPORT} report {report.report_id} for {country} was CANCELLED by Amazon; refusing to treat "
+            f"{LISTINGS_REPORT} report {report.report_id} for {marketplace} was CANCELLED by Amazon; refusing to treat "
             "it as an empty catalogue. Products in Optiply keep their last values."
         )
     frame, malformed = parse_flat_file(report.text or "", LISTINGS_REPORT, LISTINGS_REQUIRED)
@@ -105,9 +106,9 @@ def fba_inventory(
     A full read at most every FBA_FULL_REFRESH_HOURS; in between only the rows Amazon changed since the
     last read (startDateTime, a few minutes of overlap) are asked for and merged into the kept snapshot.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
-    read_until, full_read_at = state.fba_reads(country)
+    read_until, full_read_at = state.fba_reads(marketplace)
     full = full_read_at is None or datetime.now(UTC) - full_read_at > timedelta(
         hours=settings.fba_full_refresh_hours
     )
@@ -115,14 +116,14 @@ def fba_inventory(
     answered: list[datetime] = []
 
     def pages():
-        for summaries, answered_at in amazon.inventory_summaries(country, since):
+        for summaries, answered_at in amazon.partner.inventory_summaries(marketplace, since):
             answered.append(answered_at)
             yield summaries
 
     changed = fba_inventory_frame_from_pages(pages())  # one page of dicts in memory at a time
     amazon_time = answered[0] if answered else None
-    state.store_fba(country, changed, amazon_time or datetime.now(UTC), full)
-    frame = state.fba_snapshot(country).astype(FBA_COLUMNS)[list(FBA_COLUMNS)]
+    state.store_fba(marketplace, changed, amazon_time or datetime.now(UTC), full)
+    frame = state.fba_snapshot(marketplace).astype(FBA_COLUMNS)[list(FBA_COLUMNS)]
     yield dg.Output(
         frame,
         metadata=frame_metadata(
@@ -136,7 +137,7 @@ def fba_inventory(
 
 
 def _identifiers(
-    country: str,
+    marketplace: str,
     asins: pd.Series,
     amazon: AmazonResource,
     state: SyncState,
@@ -148,25 +149,25 @@ def _identifiers(
     refresh period are asked for.
     """
     wanted = sorted(set(asins.str.strip()) - {""})
-    cached = state.cached_identifiers(country)
+    cached = state.cached_identifiers(marketplace)
     fresh_after = pd.Timestamp(datetime.now(UTC) - timedelta(days=refresh_days))
     fresh = set(cached.loc[cached["fetched_at"] >= fresh_after, "asin"])
     to_fetch = [a for a in wanted if a not in fresh]
-    marketplace_id = MARKETPLACES[country].marketplace_id
+    marketplace_id = MARKETPLACES[marketplace].marketplace_id
     found: set[str] = set()
-    for items in amazon.catalog_items(country, to_fetch):
+    for items in amazon.partner.catalog_items(marketplace, to_fetch):
         batch = catalog_identifiers_frame(items, marketplace_id)
-        state.store_identifiers(country, batch, datetime.now(UTC))
+        state.store_identifiers(marketplace, batch, datetime.now(UTC))
         found.update(batch["asin"])
     # ASINs Amazon's catalog does not know are remembered as having no identifiers, so they are not re-asked.
     already_cached = set(cached["asin"])
     unknown = [a for a in to_fetch if a not in found and a not in already_cached]
     state.store_identifiers(
-        country,
+        marketplace,
         pd.DataFrame({"asin": unknown, "ean_codes": "", "upc_codes": "", "item_name": ""}),
         datetime.now(UTC),
     )
-    cached = state.cached_identifiers(country)
+    cached = state.cached_identifiers(marketplace)
     frame = (
         cached[cached["asin"].isin(wanted)][["asin", "ean_codes", "upc_codes", "item_name"]]
         .astype("string")
@@ -189,9 +190,9 @@ def catalog_identifiers(
     Kept across runs in the state database: only ASINs never seen or older than CATALOG_REFRESH_DAYS are
     asked for.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     frame, fetched = _identifiers(
-        country, listings_report["asin1"], amazon, sync_state.open(), settings.catalog_refresh_days
+        marketplace, listings_report["asin1"], amazon, sync_state.open(), settings.catalog_refresh_days
     )
     yield dg.Output(
         frame,
@@ -219,14 +220,14 @@ def order_identifiers(
     for none: its order lines find this integration's own products by SKU, and its order path needs no
     SP-API call beyond the orders report.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     ordered = orders_report["asin"] if "asin" in orders_report else pd.Series(dtype="string")
     if settings.writes_products:
         frame = pd.DataFrame(columns=["asin", "ean_codes", "upc_codes", "item_name"], dtype="string")
         fetched, note = 0, "full flavour: order lines match this integration's products by SKU"
     else:
         frame, fetched = _identifiers(
-            country, ordered, amazon, sync_state.open(), settings.catalog_refresh_days
+            marketplace, ordered, amazon, sync_state.open(), settings.catalog_refresh_days
         )
         note = "secondary flavour: order lines match Optiply products by EAN"
     yield dg.Output(
@@ -254,16 +255,18 @@ def orders_report(
     The window starts an overlap before the cursor, so an order updated while the last window was being
     cut is not missed; rows repeated by the overlap are deduplicated on (amazon-order-id, sku).
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
-    cursor, orders_start = state.order_cursor(country)
+    cursor, orders_start = state.order_cursor(marketplace)
     now = datetime.now(UTC)
     orders_start = orders_start or settings.orders_start_for_first_run(now)
     window_start = orders_start
     if cursor is not None:
         window_start = max(cursor - timedelta(minutes=settings.orders_overlap_minutes), orders_start)
     # No dataEndTime: Amazon ends the window at its own "now", and its answer tells us where that was.
-    report = amazon.fetch_report(country, ORDERS_REPORT, context.log, start=window_start, state=state)
+    report = amazon.partner.fetch_report(
+        marketplace, ORDERS_REPORT, context.log, start=window_start, state=state
+    )
     frame, malformed = parse_flat_file(report.text or "", ORDERS_REPORT, ORDERS_REQUIRED)
     frame = deduplicated_order_rows(frame).reset_index(drop=True)
     fetched_until = report.data_end or now
@@ -273,11 +276,11 @@ def orders_report(
         # still covers this one. A longer window (the first, or a catch-up) is asked for again instead of
         # trusted: if Amazon cancelled it wrongly, its orders would be out of reach for good.
         context.log.warning(
-            f"{ORDERS_REPORT} report {report.report_id} for {country} was CANCELLED (no data) for a window "
+            f"{ORDERS_REPORT} report {report.report_id} for {marketplace} was CANCELLED (no data) for a window "
             f"from {window_start} longer than the overlap; the cursor stays and the window is asked again"
         )
         fetched_until = cursor
-    state.note_orders_window(country, fetched_until, orders_start)
+    state.note_orders_window(marketplace, fetched_until, orders_start)
     yield dg.Output(
         frame,
         metadata=frame_metadata(

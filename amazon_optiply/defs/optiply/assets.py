@@ -56,9 +56,9 @@ def optiply_existing_products(
     as the seed's ETL does: what a first sync adopts instead of duplicating, and how a deployment without
     local state finds what it delivered before. Later cycles know their products and skip the read.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
-    delivered = state.records(PRODUCTS, country)
+    delivered = state.records(PRODUCTS, marketplace)
     if settings.writes_products and (delivered["state"] == "done").any():
         frame = payloads.existing_products_frame([], optiply.coupling_id)
         read = "skipped: this marketplace's products are on record"
@@ -105,11 +105,13 @@ def optiply_product_payloads(
     marketplace an existing Optiply product with the same match key is adopted. When optiply_existing_products
     skipped its read (products on record), a listing not on record is looked up in Optiply by both remoteIds.
     """
-    country = marketplace_of(context.partition_key)
-    is_main = country == settings.main
-    frame = payloads.optiply_product_payloads(enriched_catalog, MARKETPLACES[country].marketplace_id, is_main)
+    marketplace = marketplace_of(context.partition_key)
+    is_main = marketplace == settings.main
+    frame = payloads.optiply_product_payloads(
+        enriched_catalog, MARKETPLACES[marketplace].marketplace_id, is_main
+    )
     state = sync_state.open()
-    delivered = state.records(PRODUCTS, country)
+    delivered = state.records(PRODUCTS, marketplace)
     delivered = delivered[delivered["state"] == "done"]
     existing = optiply_existing_products
     not_on_record = frame[~frame["remoteId"].isin(delivered["remote_id"])]
@@ -163,13 +165,13 @@ def optiply_products(
 
     Never in the secondary flavour: there another shop system owns the products.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     if not settings.writes_products:
         context.log.info("Secondary flavour: products are not written to Optiply.")
         return dg.MaterializeResult(metadata={"flavour": settings.flavour, "products_written": 0})
     state = sync_state.open()
     with optiply.client(state) as client:
-        report = deliver_products(client, state, country, optiply_product_payloads)
+        report = deliver_products(client, state, marketplace, optiply_product_payloads)
     return dg.MaterializeResult(
         metadata={
             "products_created": report.counts.get("created", 0),
@@ -179,7 +181,7 @@ def optiply_products(
             "products_adopted": report.counts.get("adopted", 0),
             "products_in_conflict": report.counts.get("conflict", 0),
             "writes_recovered": report.recovered,
-            "products_known": int((state.records(PRODUCTS, country)["state"] == "done").sum()),
+            "products_known": int((state.records(PRODUCTS, marketplace)["state"] == "done").sum()),
             # The counts first, then what was written: the UI lists metadata in this order.
             **frame_metadata(_writes_frame(report)),
         }
@@ -208,9 +210,9 @@ def optiply_existing_sell_orders(
     window counts, not only the ones deliverable now: one Pending or held today may have been posted already,
     and later cycles, which skip this read, know it only from the record optiply_sell_orders makes of it.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
-    delivered = state.records(SELL_ORDERS, country)
+    delivered = state.records(SELL_ORDERS, marketplace)
     frame = payloads.existing_sell_orders_frame({}, orders_report)
     if (delivered["state"] == "done").any():
         read = "skipped: this marketplace's sell orders are on record"
@@ -257,20 +259,20 @@ def optiply_sell_order_payloads(
     existing Optiply product with the line's SKU or EAN (the match key). Orders on record as delivered, or
     that Optiply already holds, are `already_delivered`.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
     if settings.writes_products:
-        products = state.records(PRODUCTS, country)
+        products = state.records(PRODUCTS, marketplace)
         products = products[products["state"] == "done"]
         matcher = payloads.OwnProducts(
             pd.Series(products["optiply_id"].to_numpy(), index=products["remote_id"]),
-            MARKETPLACES[country].marketplace_id,
-            country == settings.main,
+            MARKETPLACES[marketplace].marketplace_id,
+            marketplace == settings.main,
         )
     else:
         matcher = payloads.ExistingProducts(optiply_existing_products, settings.match_key, order_identifiers)
-    delivered = state.records(SELL_ORDERS, country)
-    _, orders_start = state.order_cursor(country)
+    delivered = state.records(SELL_ORDERS, marketplace)
+    _, orders_start = state.order_cursor(marketplace)
     now = pd.Timestamp.now(tz="UTC")
     lines = payloads.sell_order_lines(
         orders_report,
@@ -278,7 +280,7 @@ def optiply_sell_order_payloads(
         pd.Timestamp(orders_start),
         set(delivered.loc[delivered["state"] == "done", "remote_id"])
         | set(optiply_existing_sell_orders["remoteId"]),
-        held_since=state.held_since(SELL_ORDERS, country),
+        held_since=state.held_since(SELL_ORDERS, marketplace),
         now=now,
         held_retention=pd.Timedelta(days=settings.held_order_retention_days),
     )
@@ -329,15 +331,17 @@ def optiply_sell_orders(
 
     Orders Optiply already held (optiply_existing_sell_orders) are recorded first, so they are never posted.
     """
-    country = marketplace_of(context.partition_key)
+    marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
-    found = record_existing_sell_orders(state, country, optiply_existing_sell_orders)
+    found = record_existing_sell_orders(state, marketplace, optiply_existing_sell_orders)
     with optiply.client(state) as client:
-        report = deliver_sell_orders(client, state, country, optiply_sell_order_payloads, datetime.now(UTC))
+        report = deliver_sell_orders(
+            client, state, marketplace, optiply_sell_order_payloads, datetime.now(UTC)
+        )
     held = optiply_sell_order_payloads[optiply_sell_order_payloads["disposition"].isin(HELD_DISPOSITIONS)]
     held_since = pd.to_datetime(held["last_updated"], utc=True, format="ISO8601").min() if len(held) else None
     cursor = state.commit_orders_cursor(
-        country, held_since.to_pydatetime() if held_since is not None else None
+        marketplace, held_since.to_pydatetime() if held_since is not None else None
     )
     return dg.MaterializeResult(
         metadata={

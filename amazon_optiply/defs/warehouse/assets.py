@@ -30,11 +30,11 @@ def warehouse_stock(
 
     A Pan-European FBA pool is counted in one marketplace only (the main one when it is in the pool).
     """
-    country = marketplace_of(context.partition_key)
-    counts_pool = settings.counts_pooled_fba(country)
+    marketplace = marketplace_of(context.partition_key)
+    counts_pool = settings.counts_pooled_fba(marketplace)
     frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source, counts_pool)
     by_source = frame["stock_source"].value_counts().to_dict()
-    pool_home = fba_pool_home(settings.marketplace_codes, settings.main)[fba_pool(country)]
+    pool_home = fba_pool_home(settings.marketplace_codes, settings.main)[fba_pool(marketplace)]
     yield dg.Output(
         frame,
         metadata=frame_metadata(
