@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -269,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every tenant, its marketplaces, flavour and whether it is paused")
     commands.add_parser(
+        "status",
+        help="per tenant-marketplace: failing, late (no success for an hour), never synced or ok, from the "
+        "Dagster instance's run history; exits 1 when any is failing or late",
+    )
+    commands.add_parser(
         "partitions",
         help="make the Dagster instance's partitions the registry's now (the tenant_registry sensor does it "
         "within a minute while the daemon runs); needed before `dg launch` of a new tenant without a daemon",
@@ -306,6 +312,17 @@ def main(argv: list[str] | None = None) -> int:
                 state = "paused" if t.paused else "active"
                 print(f"{t.name}\t{t.integration}\t{','.join(t.marketplaces)}\t{t.flavour}\t{state}")
             return 0
+        if args.command == "status":
+            import dagster as dg
+
+            from amazon_optiply.operator_view import tenant_statuses
+
+            with dg.DagsterInstance.get() as instance:
+                rows = tenant_statuses(instance, list(registry.tenants.values()))
+            now = datetime.now(UTC)
+            for row in rows:
+                print(row.line(now))
+            return 1 if any(r.verdict in ("failing", "late") for r in rows) else 0
         if args.command == "partitions":
             import dagster as dg
 

@@ -7,6 +7,7 @@ full flavour the sell-order steps do not depend on the product steps, so a faile
 the run without stopping orders (see run_order.py for how they still come after the products).
 """
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import dagster as dg
 import httpx
 
 from amazon_optiply.partitions import TENANT_MARKETPLACES
-from amazon_optiply.tenants import Tenant, TenantRegistry
+from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
 
 PRODUCT_SIDE = dg.AssetSelection.assets(
     "listings_report",
@@ -109,8 +110,13 @@ def sync_automation() -> dg.Definitions:
     return dg.Definitions(
         jobs=list(jobs.values()),
         schedules=[every_30_minutes(flavour, job) for flavour, job in jobs.items()],
-        sensors=[tenant_registry(list(jobs.values())), tenant_run_failures],
+        sensors=[tenant_registry(list(jobs.values())), tenant_run_failures, late_tenants],
     )
+
+
+def post_alert(message: str) -> None:
+    if url := os.environ.get("ALERT_WEBHOOK_URL"):
+        httpx.post(url, json={"text": message}, timeout=10).raise_for_status()
 
 
 def failure_alert(run: dg.DagsterRun, error: str) -> str:
@@ -124,5 +130,26 @@ def tenant_run_failures(context: dg.RunFailureSensorContext):
     """Every failed sync run, named by its tenant and marketplace; posted to ALERT_WEBHOOK_URL when set."""
     message = failure_alert(context.dagster_run, context.failure_event.message or "")
     context.log.error(message)
-    if url := os.environ.get("ALERT_WEBHOOK_URL"):
-        httpx.post(url, json={"text": message}, timeout=10).raise_for_status()
+    post_alert(message)
+
+
+@dg.sensor(name="late_tenants", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def late_tenants(context: dg.SensorEvaluationContext):
+    """Alerts once when a tenant-marketplace has had no successful sync for an hour (operator_view.py).
+
+    Failures alert through tenant_run_failures; this catches what never fails: runs stuck in the queue, a
+    paused schedule, a partition the daemon never reaches. The cursor holds the partitions already reported.
+    """
+    from amazon_optiply.operator_view import LATE_AFTER, tenant_statuses
+
+    reported = set(json.loads(context.cursor)) if context.cursor else set()
+    statuses = tenant_statuses(context.instance, list(TenantRegistry.load().tenants.values()))
+    late = {partition_key(s.tenant, s.marketplace): s for s in statuses if s.verdict == "late"}
+    for key in sorted(set(late) - reported):
+        when = late[key].last_success.strftime("%Y-%m-%d %H:%M UTC")
+        post_alert(
+            f"tenant {late[key].tenant}, marketplace {late[key].marketplace}: no successful sync for "
+            f"more than {LATE_AFTER} (last {when})"
+        )
+    context.update_cursor(json.dumps(sorted(late)))
+    return dg.SkipReason(f"{len(late)} late: {', '.join(sorted(late)) or 'none'}")
