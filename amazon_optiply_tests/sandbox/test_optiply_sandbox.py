@@ -426,7 +426,7 @@ def test_malformed_json_wrong_type_and_unknown_targets(api: httpx.Client, backen
     assert wrong_type.status_code == 409
     assert wrong_type.json()["errors"][0]["source"] == {"pointer": "/data/type"}
 
-    unknown_entity = api.get("/v1/suppliers")
+    unknown_entity = api.get("/v1/widgets")
     assert unknown_entity.status_code == 404
     assert unknown_entity.json()["errors"][0]["status"] == "404"
     assert api.get("/v1/products/123").status_code == 404
