@@ -56,7 +56,12 @@ class OptiplyValidationError(OptiplyError):
 
 
 class OptiplyNotFoundError(OptiplyValidationError):
-    """The record (or entity) does not exist: a 404."""
+    """The record (or entity), or a record an attribute refers to, does not exist: a 404."""
+
+
+class OptiplyConflictError(OptiplyValidationError):
+    """A 409: the record would duplicate one Optiply holds (a second supplierProduct for the same supplier
+    and product), or a delete Optiply refuses while other records still refer to the record."""
 
 
 class TokenStore(Protocol):
@@ -283,6 +288,10 @@ class OptiplyClient:
     def create(self, entity: str, attributes: dict[str, Any]) -> int:
         """POST a new record and return its Optiply id, without ever creating it twice when it has a remoteId.
 
+        Any entity: `attributes` are sent as they are, nested order lines included (`orderLines` of a sell
+        order as plain attribute objects; of a buy order as resource objects, see `nested_lines`). The lines
+        are created with the order, so they share its exactly-once protection.
+
         A POST whose answer is lost (a connection error after the request was sent, or a 5xx) may still
         have been applied, and Optiply has no upsert. So before each retry that follows such an attempt, and
         once more before giving up, the client looks the record up by `remoteId` (a record of our coupling)
@@ -458,7 +467,9 @@ class OptiplyClient:
             parts.append(f"{location}: {detail}" if location else str(detail))
         summary = "; ".join(parts) or _error_summary(response)
         message = self._scrub(f"Optiply rejected {method} {entity} with {response.status_code}: {summary}")
-        cls = OptiplyNotFoundError if response.status_code == 404 else OptiplyValidationError
+        cls = {404: OptiplyNotFoundError, 409: OptiplyConflictError}.get(
+            response.status_code, OptiplyValidationError
+        )
         return cls(message, entity=entity, status=response.status_code, errors=errors)
 
     def _json(self, response: httpx.Response, entity: str) -> dict[str, Any]:
@@ -616,6 +627,12 @@ class OptiplyClient:
 
 
 # -- helpers --------------------------------------------------------------------------------------------
+
+
+def nested_lines(line_entity: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order lines as resource objects for a POST's `orderLines`, the shape buy orders take:
+    `[{"type": "buyOrderLines", "attributes": {...}}]`. (Sell orders take the attribute objects themselves.)"""
+    return [{"type": line_entity, "attributes": dict(line)} for line in lines]
 
 
 def _filter_params(filters: dict[str, str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -40,13 +40,55 @@ JSONAPI_CONTENT_TYPE = "application/vnd.api+json"
 # Optiply's default page size is undocumented; 25 is small enough that a client forgetting page[limit] pages.
 DEFAULT_PAGE_LIMIT = 25
 MAX_PAGE_LIMIT = 100
-ENTITIES = ("products", "sellOrders", "sellOrderLines")
+ENTITIES = (
+    "products",
+    "sellOrders",
+    "sellOrderLines",
+    "suppliers",
+    "supplierProducts",
+    "buyOrders",
+    "buyOrderLines",
+    "receiptLines",
+)
 PLACED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MAX_PRICE = Decimal("9999999.99")
 FILTER_OPERATORS = ("EQ", "NEQ", "LIKE", "LT", "LE", "GT", "GE")
 
-# Distinct id ranges per entity make a product id passed where an order id belongs fail loudly.
-_ID_START = {"products": 100_001, "sellOrders": 500_001, "sellOrderLines": 900_001}
+# Distinct id ranges per entity make a product id passed where an order id belongs fail loudly. The
+# purchasing entities start a million apart, above the first three, so none of those ranges shrinks.
+_ID_START = {
+    "products": 100_001,
+    "sellOrders": 500_001,
+    "sellOrderLines": 900_001,
+    "suppliers": 2_000_001,
+    "supplierProducts": 3_000_001,
+    "buyOrders": 4_000_001,
+    "buyOrderLines": 5_000_001,
+    "receiptLines": 6_000_001,
+}
+# Singular names for error details.
+_LABELS = {
+    "products": "product",
+    "sellOrders": "sell order",
+    "sellOrderLines": "sell order line",
+    "suppliers": "supplier",
+    "supplierProducts": "supplier product",
+    "buyOrders": "buy order",
+    "buyOrderLines": "buy order line",
+    "receiptLines": "receipt line",
+}
+# Where OptiplyBackend keeps each entity's records.
+_TABLE_ATTRIBUTES = {
+    "products": "products",
+    "sellOrders": "sell_orders",
+    "sellOrderLines": "sell_order_lines",
+    "suppliers": "suppliers",
+    "supplierProducts": "supplier_products",
+    "buyOrders": "buy_orders",
+    "buyOrderLines": "buy_order_lines",
+    "receiptLines": "receipt_lines",
+}
+_ATTRIBUTES_POINTER = "/data/attributes"
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
@@ -123,8 +165,14 @@ class _Errors:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def add(self, pointer: str, detail: str, code: str = "invalid_attribute") -> None:
-        self.items.append(_error_object(400, code, detail, pointer=pointer))
+    def add(self, pointer: str, detail: str, code: str = "invalid_attribute", status: int = 400) -> None:
+        self.items.append(_error_object(status, code, detail, pointer=pointer))
+
+    def raise_any(self) -> None:
+        """Raise the collected errors: 404 when every one is a missing referenced record, else 400."""
+        if self.items:
+            status = 404 if all(e["status"] == "404" for e in self.items) else 400
+            raise ApiError(status, self.items)
 
 
 _MISSING = object()
@@ -154,7 +202,7 @@ def _name(value: Any, pointer: str, errors: _Errors) -> Any:
     return _MISSING
 
 
-def _integer(nullable: bool, minimum: int | None = None) -> Validator:
+def _integer(nullable: bool, minimum: int | None = None, maximum: int | None = None) -> Validator:
     def validate(value: Any, pointer: str, errors: _Errors) -> Any:
         if value is None and nullable:
             return None
@@ -163,13 +211,23 @@ def _integer(nullable: bool, minimum: int | None = None) -> Validator:
             errors.add(pointer, f"must be an integer, got {_short(value)}")
         elif not _INT32_MIN <= value <= _INT32_MAX:
             errors.add(pointer, f"must fit a 32-bit integer, got {value}")
+        elif minimum is not None and maximum is not None and not minimum <= value <= maximum:
+            errors.add(pointer, f"must be between {minimum} and {maximum}, got {value}")
         elif minimum is not None and value < minimum:
             errors.add(pointer, f"must be at least {minimum}, got {value}")
+        elif maximum is not None and value > maximum:
+            errors.add(pointer, f"must be at most {maximum}, got {value}")
         else:
             return value
         return _MISSING
 
     return validate
+
+
+# An Optiply id in an attribute (productId, supplierId, ...): whether the record exists is checked apart.
+_reference = _integer(nullable=False, minimum=1)
+# Days of delivery time or replenishment period: null or 1-365 (Optiply API changelog 2026-01, per the vault).
+_days = _integer(nullable=True, minimum=1, maximum=365)
 
 
 def _number(value: Any, pointer: str, errors: _Errors) -> Any:
@@ -179,6 +237,14 @@ def _number(value: Any, pointer: str, errors: _Errors) -> Any:
         errors.add(pointer, f"must be a number, got {_short(value)}")
         return _MISSING
     return float(value)
+
+
+def _non_negative(value: Any, pointer: str, errors: _Errors) -> Any:
+    result = _number(value, pointer, errors)
+    if isinstance(result, float) and result < 0:
+        errors.add(pointer, f"must not be negative, got {value}")
+        return _MISSING
+    return result
 
 
 def _price(value: Any, pointer: str, errors: _Errors) -> Any:
@@ -202,6 +268,52 @@ def _boolean(value: Any, pointer: str, errors: _Errors) -> Any:
     if isinstance(value, bool):
         return value
     errors.add(pointer, f"must be true or false, got {_short(value)}")
+    return _MISSING
+
+
+def _remote_id(value: Any, pointer: str, errors: _Errors) -> Any:
+    """The purchasing entities' remoteId: a string that is not blank, or null where it is optional."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors.add(pointer, f"must be a string or null, got {_short(value)}")
+    elif not value.strip():
+        errors.add(pointer, "must not be blank")
+    else:
+        return value
+    return _MISSING
+
+
+def _choice(*allowed: str) -> Validator:
+    def validate(value: Any, pointer: str, errors: _Errors) -> Any:
+        if value is None or value in allowed:
+            return value
+        errors.add(pointer, f"must be one of {', '.join(allowed)} or null, got {_short(value)}")
+        return _MISSING
+
+    return validate
+
+
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _emails(value: Any, pointer: str, errors: _Errors) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        errors.add(pointer, f"must be a list of e-mail addresses or null, got {_short(value)}")
+        return _MISSING
+    bad = [i for i, item in enumerate(value) if not isinstance(item, str) or not _EMAIL_RE.fullmatch(item)]
+    for index in bad:
+        errors.add(f"{pointer}/{index}", f"must be an e-mail address, got {_short(value[index])}")
+    return _MISSING if bad else list(value)
+
+
+def _global_location_number(value: Any, pointer: str, errors: _Errors) -> Any:
+    # A GS1 GLN is 13 digits; the check digit is not verified.
+    if value is None or (isinstance(value, str) and re.fullmatch(r"\d{13}", value)):
+        return value
+    errors.add(pointer, f"must be a 13-digit global location number (a string), got {_short(value)}")
     return _MISSING
 
 
@@ -266,13 +378,157 @@ SELL_ORDER_LINE_FIELDS: dict[str, _Field] = {
     "subtotalValue": _Field(_number, required=True),
 }
 
+# The purchasing entities. Sources: reference/sp-api-vendor.md "2. Optiply side" (Optiply's ETL models and
+# target-optiply-v2); required = required there. Where those only coerce (ints, 1-365, >= 1), we refuse.
+_SYNCED_TO = _Field(_timestamp(nullable=True))
+
+SUPPLIER_FIELDS: dict[str, _Field] = {
+    "name": _Field(_name, required=True),
+    "remoteId": _Field(_remote_id, required=True),
+    "emails": _Field(_emails),
+    "ignored": _Field(_boolean, default=False),
+    "deliveryTime": _Field(_days),
+    "userReplenishmentPeriod": _Field(_days),
+    "fixedCosts": _Field(_price),
+    "minimumOrderValue": _Field(_price),
+    "type": _Field(_choice("vendor", "producer")),
+    "globalLocationNumber": _Field(_global_location_number),
+    "remoteDataSyncedToDate": _SYNCED_TO,
+    # target-optiply-v2 sends these too; their meaning is undocumented, so only their types are checked.
+    "reactingToLostSales": _Field(_boolean, default=False),
+    "lostSalesReaction": _Field(_integer(nullable=True)),
+    "lostSalesMovReaction": _Field(_integer(nullable=True)),
+    "backorders": _Field(_boolean, default=False),
+    "backorderThreshold": _Field(_integer(nullable=True, minimum=0)),
+    "backordersReaction": _Field(_integer(nullable=True)),
+    "maxLoadCapacity": _Field(_integer(nullable=True, minimum=0)),
+    "containerVolume": _Field(_integer(nullable=True, minimum=0)),
+}
+
+SUPPLIER_PRODUCT_FIELDS: dict[str, _Field] = {
+    "name": _Field(_name, required=True),
+    "remoteId": _Field(_remote_id, required=True),
+    "productId": _Field(_reference, required=True),
+    "supplierId": _Field(_reference, required=True),
+    "price": _Field(_price),
+    "skuCode": _Field(_string),
+    "articleCode": _Field(_string),
+    "eanCode": _Field(_string),
+    "status": _Field(_status, default="ENABLED"),
+    # Optional but never null: a client that has no value leaves the attribute out (Optiply's ETL drops Nones).
+    "lotSize": _Field(_integer(nullable=False, minimum=1), default=1),
+    "minimumPurchaseQuantity": _Field(_integer(nullable=False, minimum=1), default=1),
+    "deliveryTime": _Field(_days),
+    "preferred": _Field(_boolean, default=False),
+    "weight": _Field(_non_negative),
+    "volume": _Field(_non_negative),
+    "freeStock": _Field(_integer(nullable=True, minimum=0)),
+    "availability": _Field(_boolean),
+    "availabilityDate": _Field(_timestamp(nullable=True)),
+    "remoteDataSyncedToDate": _SYNCED_TO,
+}
+
+BUY_ORDER_FIELDS: dict[str, _Field] = {
+    "remoteId": _Field(_remote_id, required=True),
+    "supplierId": _Field(_reference, required=True),
+    "placed": _Field(_timestamp(nullable=False), required=True),
+    "totalValue": _Field(_price, required=True),
+    "completed": _Field(_timestamp(nullable=True)),
+    # Left out (or null): placed + the supplier's deliveryTime, as Optiply computes it (vault, unverified).
+    "expectedDeliveryDate": _Field(_timestamp(nullable=True)),
+    "assembly": _Field(_boolean, default=False),
+    "remoteDataSyncedToDate": _SYNCED_TO,
+}
+
+BUY_ORDER_LINE_FIELDS: dict[str, _Field] = {
+    "buyOrderId": _Field(_reference, required=True),
+    "productId": _Field(_reference, required=True),
+    "quantity": _Field(_integer(nullable=False, minimum=1), required=True),
+    "subtotalValue": _Field(_price, required=True),
+    "remoteId": _Field(_remote_id),
+    "expectedDeliveryDate": _Field(_timestamp(nullable=True)),
+    "remoteDataSyncedToDate": _SYNCED_TO,
+}
+
+RECEIPT_LINE_FIELDS: dict[str, _Field] = {
+    "buyOrderLineId": _Field(_reference, required=True),
+    "occurred": _Field(_timestamp(nullable=False), required=True),
+    "quantity": _Field(_integer(nullable=False, minimum=1), required=True),
+    "remoteId": _Field(_remote_id),
+    "remoteDataSyncedToDate": _SYNCED_TO,
+}
+
 # What each entity accepts in `attributes`; anything else is refused so a misspelt attribute shows up.
 FIELDS: dict[str, dict[str, _Field]] = {
     "products": PRODUCT_FIELDS,
     "sellOrders": SELL_ORDER_FIELDS,
     "sellOrderLines": SELL_ORDER_LINE_FIELDS,
+    "suppliers": SUPPLIER_FIELDS,
+    "supplierProducts": SUPPLIER_PRODUCT_FIELDS,
+    "buyOrders": BUY_ORDER_FIELDS,
+    "buyOrderLines": BUY_ORDER_LINE_FIELDS,
+    "receiptLines": RECEIPT_LINE_FIELDS,
 }
-_NESTED_LINE_FIELDS = ("productId", "quantity", "subtotalValue")
+
+# Attributes holding another record's Optiply id: attribute -> the entity that record must belong to.
+REFERENCES: dict[str, dict[str, str]] = {
+    "sellOrderLines": {"sellOrderId": "sellOrders", "productId": "products"},
+    "supplierProducts": {"supplierId": "suppliers", "productId": "products"},
+    "buyOrders": {"supplierId": "suppliers"},
+    "buyOrderLines": {"buyOrderId": "buyOrders", "productId": "products"},
+    "receiptLines": {"buyOrderLineId": "buyOrderLines"},
+}
+# A reference to a record that does not exist answers 404 with a pointer to the attribute (400 when other
+# errors come with it). Optiply's own ETL accepts a 404 to POST receiptLines: that is how Optiply answers a
+# receipt for a buy order line that is gone. Sell order lines keep the 400 this sandbox always answered.
+_MISSING_REFERENCE_STATUS = {"sellOrderLines": 400}
+
+# What deleting a record does to the records that reference it, per (referencing entity, attribute):
+# "cascade" deletes them too, "refuse" answers 409 while any exist; pairs not listed are left alone (a sell
+# order line keeps a deleted product's id, as this sandbox always allowed).
+# - buyOrders -> buyOrderLines -> receiptLines cascade (the vault's Optiply API page).
+# - supplierProducts cascade with their product or supplier, as Optiply would: a supplier product means
+#   nothing without both, and Optiply's ETL (which deletes products, then suppliers, then supplierProducts)
+#   accepts a 404 to PATCH supplierProducts, the answer it gets for one that went with its product.
+# - A supplier with buy orders, or a product on a buy order line, cannot be deleted (GUESS): the orders are
+#   purchase history, and dropping it silently or leaving a dangling id would both be worse.
+_ON_DELETE: dict[tuple[str, str], str] = {
+    ("sellOrderLines", "sellOrderId"): "cascade",
+    ("buyOrderLines", "buyOrderId"): "cascade",
+    ("receiptLines", "buyOrderLineId"): "cascade",
+    ("supplierProducts", "supplierId"): "cascade",
+    ("supplierProducts", "productId"): "cascade",
+    ("buyOrders", "supplierId"): "refuse",
+    ("buyOrderLines", "productId"): "refuse",
+}
+
+# Attribute combinations no two records of an entity may share: a second one answers 409.
+_UNIQUE: dict[str, tuple[str, ...]] = {"supplierProducts": ("supplierId", "productId")}
+
+
+@dataclass(frozen=True)
+class _Nested:
+    """An order whose POST may carry its lines in `orderLines`; each becomes a record of `line_entity`."""
+
+    line_entity: str
+    parent_key: str
+    # What a nested line may carry; the order's `orderLines` echoes them with each line's id.
+    fields: tuple[str, ...]
+    # True: each line is a resource object {"type": line_entity, "attributes": {...}} (target-optiply-v2's
+    # buy orders); False: the attributes themselves (sell orders, as this project posts them).
+    resource_objects: bool
+
+
+_NESTED: dict[str, _Nested] = {
+    "sellOrders": _Nested("sellOrderLines", "sellOrderId", ("productId", "quantity", "subtotalValue"), False),
+    "buyOrders": _Nested(
+        "buyOrderLines",
+        "buyOrderId",
+        ("productId", "quantity", "subtotalValue", "expectedDeliveryDate", "remoteId"),
+        True,
+    ),
+}
+_ORDER_OF_LINE = {nested.line_entity: order for order, nested in _NESTED.items()}
 
 
 def _validate_attributes(
@@ -318,8 +574,10 @@ class _Token:
 class OptiplyBackend:
     """The state of one Optiply account plus its OAuth tokens; every public method is thread-safe.
 
-    `products`, `sell_orders` and `sell_order_lines` map id -> stored attributes (orders carry their
-    `orderLines` list). Read them under `backend.lock` or through `snapshot()` while a server runs.
+    `products`, `sell_orders`, `sell_order_lines`, `suppliers`, `supplier_products`, `buy_orders`,
+    `buy_order_lines` and `receipt_lines` map id -> stored attributes (orders carry their `orderLines`
+    list); `table(entity)` finds them by entity name. Read them under `backend.lock` or through
+    `snapshot()`/`find()` while a server runs.
     """
 
     def __init__(
@@ -350,6 +608,11 @@ class OptiplyBackend:
         self.products: dict[int, dict[str, Any]] = {}
         self.sell_orders: dict[int, dict[str, Any]] = {}
         self.sell_order_lines: dict[int, dict[str, Any]] = {}
+        self.suppliers: dict[int, dict[str, Any]] = {}
+        self.supplier_products: dict[int, dict[str, Any]] = {}
+        self.buy_orders: dict[int, dict[str, Any]] = {}
+        self.buy_order_lines: dict[int, dict[str, Any]] = {}
+        self.receipt_lines: dict[int, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.password_grants = 0
         self.refresh_grants = 0
@@ -372,11 +635,8 @@ class OptiplyBackend:
         return self.clock.now().timestamp() if self.clock else time.time()
 
     def table(self, entity: str) -> dict[int, dict[str, Any]]:
-        return {
-            "products": self.products,
-            "sellOrders": self.sell_orders,
-            "sellOrderLines": self.sell_order_lines,
-        }[entity]
+        table: dict[int, dict[str, Any]] = getattr(self, _TABLE_ATTRIBUTES[entity])
+        return table
 
     def snapshot(self) -> dict[str, dict[int, dict[str, Any]]]:
         """A deep copy of every record, flattened as GET serves it: attributes, `remoteIdMap`, `uuid`."""
@@ -432,51 +692,36 @@ class OptiplyBackend:
             for token in self._tokens_by_access.values():
                 token.expires_at = min(token.expires_at, now - 1)
 
+    def preload(
+        self, entity: str, records: Iterable[dict[str, Any]], coupling_id: int | None = OTHER_COUPLING_ID
+    ) -> list[int]:
+        """Create records as another system (coupling) would have posted them; returns their ids.
+
+        Each is checked like a POST: attributes, references, uniqueness and nested `orderLines`; a bad one
+        raises ValueError (the ones before it stay).
+        """
+        if entity not in ENTITIES:
+            raise ValueError(f"unknown entity {entity!r}; one of {ENTITIES}")
+        ids = []
+        with self.lock:
+            for attributes in records:
+                try:
+                    ids.append(self._create(entity, dict(_decimalize(attributes)), coupling_id))
+                except ApiError as exc:
+                    raise ValueError(
+                        f"invalid preloaded {_LABELS[entity]} {attributes!r}: {exc.errors}"
+                    ) from None
+        return ids
+
     def preload_products(
         self, products: Iterable[dict[str, Any]], coupling_id: int | None = OTHER_COUPLING_ID
     ) -> list[int]:
-        """Create products as another shop system (coupling) would have; returns their ids.
-
-        Attributes are validated like a POST; a bad one raises ValueError.
-        """
-        ids = []
-        with self.lock:
-            for attributes in products:
-                errors = _Errors()
-                clean = _validate_attributes(
-                    PRODUCT_FIELDS,
-                    _decimalize(attributes),
-                    creating=True,
-                    errors=errors,
-                    pointer="/data/attributes",
-                )
-                if errors.items:
-                    raise ValueError(f"invalid preloaded product {attributes!r}: {errors.items}")
-                ids.append(self._insert("products", clean, coupling_id))
-        return ids
+        """Create products as another shop system (coupling) would have; returns their ids."""
+        return self.preload("products", products, coupling_id)
 
     def preload_sell_orders(self, orders: Iterable[dict[str, Any]], coupling_id: int | None) -> list[int]:
-        """Create sell orders (nested `orderLines` included) as another integration posted them; returns ids.
-
-        Validated like a POST, product references included; a bad one raises ValueError.
-        """
-        ids = []
-        with self.lock:
-            for attributes in orders:
-                errors = _Errors()
-                attributes = dict(_decimalize(attributes))
-                lines = self._validate_nested_lines(attributes.pop("orderLines", []), errors)
-                clean = _validate_attributes(
-                    SELL_ORDER_FIELDS, attributes, creating=True, errors=errors, pointer="/data/attributes"
-                )
-                if errors.items:
-                    raise ValueError(f"invalid preloaded sell order {attributes!r}: {errors.items}")
-                order_id = self._insert("sellOrders", clean, coupling_id)
-                for line in lines:
-                    self._insert("sellOrderLines", {"sellOrderId": order_id, **line}, None)
-                self._refresh_order_lines(order_id)
-                ids.append(order_id)
-        return ids
+        """Create sell orders (nested `orderLines` included) as another integration posted them; returns ids."""
+        return self.preload("sellOrders", orders, coupling_id)
 
     # -- OAuth ----------------------------------------------------------------------------------------
 
@@ -594,24 +839,8 @@ class OptiplyBackend:
                 400, "invalid_parameter", "couplingId must be an integer", parameter="couplingId"
             )
         attributes = _document_attributes(entity, request)
-        errors = _Errors()
-        lines_raw = attributes.pop("orderLines", _MISSING) if entity == "sellOrders" else _MISSING
-        clean = _validate_attributes(
-            FIELDS[entity], attributes, creating=True, errors=errors, pointer="/data/attributes"
-        )
         with self.lock:
-            lines = self._validate_nested_lines(lines_raw, errors) if lines_raw is not _MISSING else []
-            if entity == "sellOrderLines":
-                self._check_references(clean, errors, "/data/attributes")
-            if errors.items:
-                raise ApiError(400, errors.items)
-            rid = self._insert(entity, clean, int(coupling) if coupling else None)
-            if entity == "sellOrders":
-                for line in lines:
-                    self._insert("sellOrderLines", {"sellOrderId": rid, **line}, None)
-                self._refresh_order_lines(rid)
-            elif entity == "sellOrderLines":
-                self._refresh_order_lines(clean["sellOrderId"])
+            rid = self._create(entity, attributes, int(coupling) if coupling else None)
             return _jsonapi(201, {"data": self._resource(entity, rid)})
 
     def update_record(self, entity: str, record_id: str, request: Request) -> Response:
@@ -620,48 +849,77 @@ class OptiplyBackend:
             rid = self._existing_id(entity, record_id)
         attributes = _document_attributes(entity, request, url_id=rid)
         errors = _Errors()
-        if entity == "sellOrders" and "orderLines" in attributes:
+        nested = _NESTED.get(entity)
+        if nested is not None and "orderLines" in attributes:
             attributes.pop("orderLines")
             errors.add(
-                "/data/attributes/orderLines",
-                "orderLines cannot be changed on an existing sell order; use sellOrderLines",
+                f"{_ATTRIBUTES_POINTER}/orderLines",
+                f"orderLines cannot be changed on an existing {_LABELS[entity]}; use {nested.line_entity}",
                 code="read_only",
             )
         clean = _validate_attributes(
-            FIELDS[entity], attributes, creating=False, errors=errors, pointer="/data/attributes"
+            FIELDS[entity], attributes, creating=False, errors=errors, pointer=_ATTRIBUTES_POINTER
         )
         with self.lock:
             rid = self._existing_id(entity, record_id)
-            if entity == "sellOrderLines":
-                self._check_references(clean, errors, "/data/attributes")
-            if errors.items:
-                raise ApiError(400, errors.items)
+            self._check_references(entity, clean, errors, _ATTRIBUTES_POINTER)
+            errors.raise_any()
             record = self.table(entity)[rid]
-            previous_order = record.get("sellOrderId")
+            self._check_unique(entity, {**record, **clean}, rid)
+            order_entity = _ORDER_OF_LINE.get(entity)
+            previous_order = record.get(_NESTED[order_entity].parent_key) if order_entity else None
             if "remoteId" in clean and clean["remoteId"] != record.get("remoteId"):
                 self._update_remote_id_map(entity, rid, clean["remoteId"], request.param("couplingId"))
             record.update(clean)
-            if entity == "sellOrderLines":
-                self._refresh_order_lines(previous_order)
-                self._refresh_order_lines(record["sellOrderId"])
+            if order_entity is not None:
+                self._refresh_order_lines(order_entity, previous_order)
+                self._refresh_order_lines(order_entity, record[_NESTED[order_entity].parent_key])
             return _jsonapi(200, {"data": self._resource(entity, rid)})
 
     def delete_record(self, entity: str, record_id: str) -> Response:
         with self.lock:
             rid = self._existing_id(entity, record_id)
-            record = self.table(entity).pop(rid)
-            self._meta[entity].pop(rid)
-            if entity == "sellOrders":
-                for line_id in [
-                    lid for lid, line in self.sell_order_lines.items() if line["sellOrderId"] == rid
-                ]:
-                    self.sell_order_lines.pop(line_id)
-                    self._meta["sellOrderLines"].pop(line_id)
-            elif entity == "sellOrderLines":
-                self._refresh_order_lines(record["sellOrderId"])
+            doomed = self._cascade(entity, rid)
+            self._refuse_if_referenced(entity, rid, doomed)
+            orders_to_refresh = set()
+            for doomed_entity, doomed_id in doomed:
+                record = self.table(doomed_entity).pop(doomed_id)
+                self._meta[doomed_entity].pop(doomed_id)
+                order_entity = _ORDER_OF_LINE.get(doomed_entity)
+                if order_entity is not None:
+                    orders_to_refresh.add((order_entity, record[_NESTED[order_entity].parent_key]))
+            for order_entity, order_id in orders_to_refresh:
+                self._refresh_order_lines(order_entity, order_id)
         return Response(204)
 
     # -- internals (called with the lock held) ----------------------------------------------------------
+
+    def _create(self, entity: str, attributes: dict[str, Any], coupling_id: int | None) -> int:
+        """Validate `attributes` as a POST body's and store the record (and its nested lines); its id."""
+        errors = _Errors()
+        nested = _NESTED.get(entity)
+        lines_raw = attributes.pop("orderLines", None) if nested is not None else None
+        clean = _validate_attributes(
+            FIELDS[entity], attributes, creating=True, errors=errors, pointer=_ATTRIBUTES_POINTER
+        )
+        lines = self._validate_nested_lines(nested, lines_raw, errors) if nested is not None else []
+        self._check_references(entity, clean, errors, _ATTRIBUTES_POINTER)
+        errors.raise_any()
+        self._check_unique(entity, clean, None)
+        if entity == "buyOrders" and clean["expectedDeliveryDate"] is None:
+            clean["expectedDeliveryDate"] = self._expected_delivery(clean)
+        rid = self._insert(entity, clean, coupling_id)
+        if nested is not None:
+            line_defaults = {key: spec.default for key, spec in FIELDS[nested.line_entity].items()}
+            for line in lines:
+                self._insert(
+                    nested.line_entity, {**line_defaults, **line, nested.parent_key: rid}, coupling_id
+                )
+            self._refresh_order_lines(entity, rid)
+        order_entity = _ORDER_OF_LINE.get(entity)
+        if order_entity is not None:
+            self._refresh_order_lines(order_entity, clean[_NESTED[order_entity].parent_key])
+        return rid
 
     def _insert(self, entity: str, attributes: dict[str, Any], coupling_id: int | None) -> int:
         rid = next(self._ids[entity])
@@ -702,50 +960,141 @@ class OptiplyBackend:
             raise ApiError.single(404, "not_found", f"{entity} with id {record_id} not found")
         return int(record_id)
 
-    def _validate_nested_lines(self, lines: Any, errors: _Errors) -> list[dict[str, Any]]:
-        pointer = "/data/attributes/orderLines"
+    def _validate_nested_lines(self, nested: _Nested, lines: Any, errors: _Errors) -> list[dict[str, Any]]:
+        pointer = f"{_ATTRIBUTES_POINTER}/orderLines"
         if lines is None:
             return []
         if not isinstance(lines, list):
             errors.add(pointer, f"must be a list of order lines, got {_short(lines)}")
             return []
+        fields = {key: FIELDS[nested.line_entity][key] for key in nested.fields}
         clean_lines = []
         for index, line in enumerate(lines):
             line_pointer = f"{pointer}/{index}"
             if not isinstance(line, dict):
                 errors.add(line_pointer, f"must be an object, got {_short(line)}")
                 continue
-            fields = {key: SELL_ORDER_LINE_FIELDS[key] for key in _NESTED_LINE_FIELDS}
-            clean = _validate_attributes(fields, line, creating=True, errors=errors, pointer=line_pointer)
-            self._check_references(clean, errors, line_pointer)
+            attributes_pointer, attributes = line_pointer, line
+            if nested.resource_objects:
+                attributes_pointer, attributes = f"{line_pointer}/attributes", line.get("attributes")
+                if not self._nested_resource_ok(nested, line, line_pointer, errors):
+                    continue
+            clean = _validate_attributes(
+                fields, attributes, creating=True, errors=errors, pointer=attributes_pointer
+            )
+            self._check_references(nested.line_entity, clean, errors, attributes_pointer)
             clean_lines.append(clean)
         return clean_lines
 
-    def _check_references(self, attributes: dict[str, Any], errors: _Errors, pointer: str) -> None:
-        product_id = attributes.get("productId")
-        if product_id is not None and product_id not in self.products:
+    @staticmethod
+    def _nested_resource_ok(nested: _Nested, line: dict[str, Any], pointer: str, errors: _Errors) -> bool:
+        """Whether a nested line is a resource object of the line entity with an attributes object."""
+        shape = f"{{'type': '{nested.line_entity}', 'attributes': {{...}}}}"
+        if "type" not in line and "attributes" not in line:
             errors.add(
-                f"{pointer}/productId", f"product {product_id} does not exist", code="unknown_reference"
+                pointer, f"must be a resource object {shape}, got {_short(line)}", code="invalid_document"
             )
-        order_id = attributes.get("sellOrderId")
-        if order_id is not None and order_id not in self.sell_orders:
+            return False
+        ok = True
+        for key in line:
+            if key not in ("type", "attributes"):
+                errors.add(
+                    f"{pointer}/{key}", f"unknown member {key!r}; a line is {shape}", code="unknown_member"
+                )
+                ok = False
+        if line.get("type") != nested.line_entity:
             errors.add(
-                f"{pointer}/sellOrderId", f"sell order {order_id} does not exist", code="unknown_reference"
+                f"{pointer}/type",
+                f"must be {nested.line_entity!r}, got {_short(line.get('type'))}",
+                code="invalid_type",
             )
+            ok = False
+        if not isinstance(line.get("attributes"), dict):
+            errors.add(f"{pointer}/attributes", "must be an object", code="invalid_document")
+            ok = False
+        return ok
 
-    def _refresh_order_lines(self, order_id: int | None) -> None:
-        order = self.sell_orders.get(order_id) if order_id is not None else None
+    def _check_references(
+        self, entity: str, attributes: dict[str, Any], errors: _Errors, pointer: str
+    ) -> None:
+        status = _MISSING_REFERENCE_STATUS.get(entity, 404)
+        for attribute, target in REFERENCES.get(entity, {}).items():
+            value = attributes.get(attribute)
+            if value is not None and value not in self.table(target):
+                errors.add(
+                    f"{pointer}/{attribute}",
+                    f"{_LABELS[target]} {value} does not exist",
+                    code="unknown_reference",
+                    status=status,
+                )
+
+    def _check_unique(self, entity: str, record: dict[str, Any], rid: int | None) -> None:
+        keys = _UNIQUE.get(entity)
+        if keys is None:
+            return
+        wanted = tuple(record.get(key) for key in keys)
+        for other_id, other in self.table(entity).items():
+            if other_id != rid and tuple(other.get(key) for key in keys) == wanted:
+                pairs = " and ".join(f"{key} {value}" for key, value in zip(keys, wanted, strict=True))
+                raise ApiError.single(
+                    409,
+                    "duplicate",
+                    f"a {_LABELS[entity]} with {pairs} exists already: id {other_id}",
+                    pointer=f"{_ATTRIBUTES_POINTER}/{keys[-1]}",
+                )
+
+    def _cascade(self, entity: str, rid: int) -> list[tuple[str, int]]:
+        """The record and every record deleting it deletes too, parents before children."""
+        doomed = [(entity, rid)]
+        seen = set(doomed)
+        for parent_entity, parent_id in doomed:  # grows while iterating: a breadth-first walk
+            for (child_entity, attribute), rule in _ON_DELETE.items():
+                if rule != "cascade" or REFERENCES[child_entity][attribute] != parent_entity:
+                    continue
+                for child_id, child in sorted(self.table(child_entity).items()):
+                    if child.get(attribute) == parent_id and (child_entity, child_id) not in seen:
+                        seen.add((child_entity, child_id))
+                        doomed.append((child_entity, child_id))
+        return doomed
+
+    def _refuse_if_referenced(self, entity: str, rid: int, doomed: list[tuple[str, int]]) -> None:
+        doomed_set = set(doomed)
+        for (child_entity, attribute), rule in _ON_DELETE.items():
+            if rule != "refuse":
+                continue
+            target = REFERENCES[child_entity][attribute]
+            targets = {doomed_id for doomed_entity, doomed_id in doomed if doomed_entity == target}
+            blockers = sorted(
+                child_id
+                for child_id, child in self.table(child_entity).items()
+                if child.get(attribute) in targets and (child_entity, child_id) not in doomed_set
+            )
+            if blockers:
+                shown = ", ".join(map(str, blockers[:5])) + (", ..." if len(blockers) > 5 else "")
+                raise ApiError.single(
+                    409,
+                    "in_use",
+                    f"{_LABELS[entity]} {rid} cannot be deleted: {len(blockers)} {child_entity} reference "
+                    f"it through {attribute} ({shown}); delete those first",
+                )
+
+    def _expected_delivery(self, order: dict[str, Any]) -> str | None:
+        supplier = self.suppliers.get(order["supplierId"])
+        days = supplier.get("deliveryTime") if supplier else None
+        if days is None:
+            return None
+        placed = datetime.strptime(order["placed"], PLACED_FORMAT)
+        return (placed + timedelta(days=days)).strftime(PLACED_FORMAT)
+
+    def _refresh_order_lines(self, order_entity: str, order_id: int | None) -> None:
+        nested = _NESTED[order_entity]
+        order = self.table(order_entity).get(order_id) if order_id is not None else None
         if order is None:
             return
         order["orderLines"] = [
-            {
-                "id": line_id,
-                "productId": line["productId"],
-                "quantity": line["quantity"],
-                "subtotalValue": line["subtotalValue"],
-            }
-            for line_id, line in sorted(self.sell_order_lines.items())
-            if line["sellOrderId"] == order_id
+            {"id": line_id, **{key: line.get(key) for key in nested.fields}}
+            for line_id, line in sorted(self.table(nested.line_entity).items())
+            if line[nested.parent_key] == order_id
         ]
 
     def next_server_error_status(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from amazon_optiply.clients.optiply import (
     InMemoryTokenStore,
     OptiplyAuthError,
     OptiplyClient,
+    OptiplyConflictError,
     OptiplyNotFoundError,
     OptiplyUnavailableError,
     OptiplyValidationError,
+    nested_lines,
 )
 from amazon_optiply.sandbox.faults import FaultRates, Faults
 from amazon_optiply.sandbox.http import SandboxHTTPServer
@@ -359,3 +362,131 @@ def test_write_pacing_spaces_writes(
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert len(gaps) == 3
     assert min(gaps) >= 0.045
+
+
+# -- purchasing entities ------------------------------------------------------------------------------------
+
+
+def buy_order(supplier_id: int, *product_ids: int, remote_id: str = "PO-1") -> dict[str, Any]:
+    lines = [
+        {"productId": pid, "quantity": 4, "subtotalValue": Decimal("20.00"), "remoteId": f"{remote_id}-{n}"}
+        for n, pid in enumerate(product_ids, 1)
+    ]
+    return {
+        "remoteId": remote_id,
+        "supplierId": supplier_id,
+        "placed": "2026-11-20T10:15:00Z",
+        "totalValue": Decimal("20.00") * len(lines),
+        "orderLines": nested_lines("buyOrderLines", lines),
+    }
+
+
+def test_purchasing_entities_round_trip_through_the_client(
+    make_client: Callable[..., OptiplyClient], backend: OptiplyBackend
+) -> None:
+    mug, cup = backend.preload_products([product(1), product(2)])
+    client = make_client()
+    supplier_id = client.create("suppliers", {"name": "Acme", "remoteId": "SUP-1", "deliveryTime": 7})
+    supplier_product_id = client.create(
+        "supplierProducts",
+        {
+            "name": "Mug",
+            "remoteId": "SP-1",
+            "productId": mug,
+            "supplierId": supplier_id,
+            "price": Decimal("4.1"),
+        },
+    )
+    order_id = client.create("buyOrders", buy_order(supplier_id, mug, cup))
+    nested = list(client.iter_records("buyOrderLines", {"buyOrderId": str(order_id)}))
+    assert [(r["productId"], r["subtotalValue"], r["remoteId"]) for r in nested] == [
+        (mug, 20.0, "PO-1-1"),
+        (cup, 20.0, "PO-1-2"),
+    ]
+    line_id = client.create(
+        "buyOrderLines",
+        {"buyOrderId": order_id, "productId": cup, "quantity": 1, "subtotalValue": 5, "remoteId": "PO-1-3"},
+    )
+    receipt_id = client.create(
+        "receiptLines",
+        {
+            "buyOrderLineId": nested[0]["id"],
+            "occurred": "2026-11-27T08:00:00Z",
+            "quantity": 4,
+            "remoteId": "R-1",
+        },
+    )
+    order = client.get("buyOrders", order_id)
+    assert order["expectedDeliveryDate"] == "2026-11-27T10:15:00Z"
+    assert [line["id"] for line in order["orderLines"]] == [nested[0]["id"], nested[1]["id"], line_id]
+
+    written = {
+        "suppliers": (supplier_id, "SUP-1", {"emails": ["buyer@acme.example"]}),
+        "supplierProducts": (supplier_product_id, "SP-1", {"lotSize": 6, "preferred": True}),
+        "buyOrders": (order_id, "PO-1", {"completed": "2026-11-28T00:00:00Z"}),
+        "buyOrderLines": (line_id, "PO-1-3", {"quantity": 2}),
+        "receiptLines": (receipt_id, "R-1", {"quantity": 3}),
+    }
+    for entity, (record_id, remote_id, change) in written.items():
+        client.update(entity, record_id, change)
+        record = client.get(entity, record_id)
+        assert {k: record[k] for k in change} == change, entity
+        assert client.find_by_remote_id(entity, remote_id, own_coupling_only=True)["id"] == record_id
+        assert record["remoteIdMap"] == {str(COUPLING_ID): remote_id}
+
+    client.delete("buyOrders", order_id)
+    for entity, record_id in (("buyOrderLines", line_id), ("receiptLines", receipt_id)):
+        with pytest.raises(OptiplyNotFoundError):
+            client.get(entity, record_id)
+    client.delete("buyOrderLines", line_id, missing_ok=True)
+    client.delete("products", mug)
+    assert client.find_by_remote_id("supplierProducts", "SP-1") is None
+
+
+def test_lost_answers_on_purchasing_creates_are_recovered_not_posted_twice(
+    make_client: Callable[..., OptiplyClient], backend: OptiplyBackend, faults: Faults
+) -> None:
+    mug, cup = backend.preload_products([product(1), product(2)])
+    client = make_client(max_attempts=3)
+    faults.set_rates(FaultRates(optiply_lost_answer=1.0))
+    supplier_id = client.create("suppliers", {"name": "Acme", "remoteId": "SUP-1"})
+    # A second POST of this one would be refused with a 409: only the look-up by remoteId gets its id.
+    supplier_product_id = client.create(
+        "supplierProducts", {"name": "Mug", "remoteId": "SP-1", "productId": mug, "supplierId": supplier_id}
+    )
+    order_id = client.create("buyOrders", buy_order(supplier_id, mug, cup))
+    line_id = client.create(
+        "buyOrderLines",
+        {"buyOrderId": order_id, "productId": mug, "quantity": 1, "subtotalValue": 5, "remoteId": "PO-1-3"},
+    )
+    receipt_id = client.create(
+        "receiptLines",
+        {"buyOrderLineId": line_id, "occurred": "2026-11-27T08:00:00Z", "quantity": 1, "remoteId": "R-1"},
+    )
+    assert list(backend.suppliers) == [supplier_id]
+    assert list(backend.supplier_products) == [supplier_product_id]
+    assert list(backend.buy_orders) == [order_id]
+    assert len(backend.buy_order_lines) == 3 and line_id in backend.buy_order_lines
+    assert list(backend.receipt_lines) == [receipt_id]
+    assert [w["fault"] for w in backend.writes()] == ["optiply_lost_answer"] * 5
+
+
+def test_conflicts_and_missing_references_raise_typed_errors_without_retrying(
+    make_client: Callable[..., OptiplyClient], backend: OptiplyBackend
+) -> None:
+    [mug] = backend.preload_products([product(1)])
+    [supplier_id] = backend.preload("suppliers", [{"name": "Acme", "remoteId": "SUP-1"}])
+    client = make_client()
+    supplier_product = {"name": "Mug", "remoteId": "SP-1", "productId": mug, "supplierId": supplier_id}
+    client.create("supplierProducts", supplier_product)
+    with pytest.raises(OptiplyConflictError) as duplicate:
+        client.create("supplierProducts", {**supplier_product, "remoteId": "SP-2"})
+    assert (duplicate.value.status, duplicate.value.pointers) == (409, ["/data/attributes/productId"])
+
+    with pytest.raises(OptiplyNotFoundError) as missing:
+        client.create("buyOrders", buy_order(supplier_id + 1, mug))
+    assert missing.value.pointers == ["/data/attributes/supplierId"]
+    client.create("buyOrders", buy_order(supplier_id, mug))
+    with pytest.raises(OptiplyConflictError, match="delete those first"):
+        client.delete("suppliers", supplier_id, missing_ok=True)
+    assert [w["status"] for w in backend.writes()] == [201, 409, 404, 201, 409]
