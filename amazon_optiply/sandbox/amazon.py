@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import parse_qs
 
 from amazon_optiply.marketplaces import MARKETPLACES, MARKETPLACES_BY_ID
@@ -110,6 +111,7 @@ class Report:
     rows: int | None = None
     done_mono: float | None = None  # when the sandbox marked it final (for latency measurements)
     processing_end: datetime | None = None
+    options: Any = None  # reportOptions as the request sent them (vendor reports)
 
     def as_json(self) -> dict:
         out = {
@@ -194,6 +196,11 @@ class AmazonBackend:
         mp = MARKETPLACES_BY_ID[report.marketplace_ids[0]].country_code
         report.done_mono = report.created_mono + report.queue_seconds + report.processing_seconds
         report.processing_end = self.clock.now()
+        from amazon_optiply.sandbox import vendor_reports
+
+        if report.report_type in vendor_reports.VENDOR_REPORT_TYPES:
+            vendor_reports.finish_vendor_report(self, report)
+            return
         if report.outcome == "FATAL":
             report.status = "FATAL"
             report.document_id = self._store_document(
@@ -490,6 +497,10 @@ class AmazonApp:
         report_type = body.get("reportType")
         if not report_type:
             raise _ApiError(400, "InvalidInput", "reportType is required.")
+        from amazon_optiply.sandbox import vendor_reports
+
+        if report_type in vendor_reports.VENDOR_REPORT_TYPES:
+            return vendor_reports.create_vendor_report(self, body)
         if report_type not in SUPPORTED_REPORT_TYPES:
             raise _ApiError(400, "InvalidInput", f"Invalid Report Type {report_type}")
         marketplace_ids = body.get("marketplaceIds") or body.get("MarketplaceIds")
