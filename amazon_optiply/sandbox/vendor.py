@@ -286,10 +286,17 @@ class VendorFacts:
     days: tuple[DayFigures, ...]  # every ASIN × every whole day ended by now (see available_at)
 
     def purchase_order(self, number: str) -> PurchaseOrderFacts:
-        return next(po for po in self.purchase_orders if po.number == number)
+        """The PO with that number (KeyError when none was placed by now)."""
+        for po in self.purchase_orders:
+            if po.number == number:
+                return po
+        raise KeyError(number)
 
     def product(self, asin: str) -> VendorProduct:
-        return next(p for p in self.products if p.asin == asin)
+        for p in self.products:
+            if p.asin == asin:
+                return p
+        raise KeyError(asin)
 
     def available_days(self) -> list[date]:
         """The days a report can give at now."""
