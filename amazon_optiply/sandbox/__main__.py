@@ -13,6 +13,7 @@ from amazon_optiply.sandbox.amazon import AmazonSettings
 from amazon_optiply.sandbox.faults import parse_faults
 from amazon_optiply.sandbox.seller import SellerConfig
 from amazon_optiply.sandbox.server import Sandbox, SandboxConfig, credentials_from_env
+from amazon_optiply.sandbox.vendor import VendorConfig
 
 SECRET_ENV = {"SP_API_REFRESH_TOKEN", "LWA_CLIENT_SECRET", "OPTIPLY_PASSWORD", "OPTIPLY_CLIENT_SECRET"}
 
@@ -38,15 +39,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start from an Optiply account the old Amazon integration fed (products by ASIN, orders posted)",
     )
+    p.add_argument(
+        "--vendor",
+        action="store_true",
+        help="also serve a Vendor Central account (Vendor Orders, vendor reports) in DE, seeded by --seed",
+    )
     args = p.parse_args(argv)
 
+    seller = SellerConfig(
+        seed=args.seed,
+        marketplaces=tuple(m.strip().upper() for m in args.marketplaces.split(",") if m.strip()),
+        skus=args.skus,
+        orders_per_day=args.orders_per_day,
+    )
     config = SandboxConfig(
-        seller=SellerConfig(
-            seed=args.seed,
-            marketplaces=tuple(m.strip().upper() for m in args.marketplaces.split(",") if m.strip()),
-            skus=args.skus,
-            orders_per_day=args.orders_per_day,
-        ),
+        seller=seller,
         amazon=replace(
             credentials_from_env(AmazonSettings()),
             report_processing_seconds=args.report_seconds,
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         sp_api_port=args.sp_api_port,
         optiply_port=args.optiply_port,
         old_integration=args.old_integration,
+        vendor=VendorConfig(seed=args.seed, origin=seller.origin) if args.vendor else None,
     )
     sandbox = Sandbox(config).start()
     print(f"SP_API_ENDPOINT={sandbox.sp_api_url}", flush=True)

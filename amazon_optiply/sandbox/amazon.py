@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import parse_qs
 
 from amazon_optiply.marketplaces import MARKETPLACES, MARKETPLACES_BY_ID
@@ -31,6 +32,7 @@ from amazon_optiply.sandbox.report_documents import (
     render_report,
 )
 from amazon_optiply.sandbox.seller import SellerWorld
+from amazon_optiply.sandbox.vendor import VendorWorld
 
 DEFAULT_REFRESH_TOKEN = "Atzr|sandbox-refresh-token"
 DEFAULT_LWA_APP_ID = "amzn1.application-oa2-client.sandbox"
@@ -47,6 +49,10 @@ RATE_LIMITS: dict[str, tuple[float, int]] = {
     "getInventorySummaries": (2.0, 2),
     "searchCatalogItems": (2.0, 2),
     "getCatalogItem": (2.0, 2),
+    # Vendor Orders v1 (vendor_api.py)
+    "getPurchaseOrders": (10.0, 10),
+    "getPurchaseOrder": (10.0, 10),
+    "getPurchaseOrdersStatus": (10.0, 10),
 }
 
 # FBA reports asked for again within this time go FATAL, as Amazon's near-real-time FBA reports do.
@@ -105,6 +111,7 @@ class Report:
     rows: int | None = None
     done_mono: float | None = None  # when the sandbox marked it final (for latency measurements)
     processing_end: datetime | None = None
+    options: Any = None  # reportOptions as the request sent them (vendor reports)
 
     def as_json(self) -> dict:
         out = {
@@ -138,6 +145,7 @@ class AmazonBackend:
     clock: SandboxClock
     faults: Faults
     settings: AmazonSettings = field(default_factory=AmazonSettings)
+    vendor: VendorWorld | None = None  # a Vendor Central account next to the seller (vendor_api.py)
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -188,6 +196,11 @@ class AmazonBackend:
         mp = MARKETPLACES_BY_ID[report.marketplace_ids[0]].country_code
         report.done_mono = report.created_mono + report.queue_seconds + report.processing_seconds
         report.processing_end = self.clock.now()
+        from amazon_optiply.sandbox import vendor_reports
+
+        if report.report_type in vendor_reports.VENDOR_REPORT_TYPES:
+            vendor_reports.finish_vendor_report(self, report)
+            return
         if report.outcome == "FATAL":
             report.status = "FATAL"
             report.document_id = self._store_document(
@@ -330,6 +343,9 @@ class AmazonApp:
         r.add("GET", "/catalog/2022-04-01/items", self._op("searchCatalogItems", self.search_catalog))
         r.add("GET", "/catalog/2022-04-01/items/{asin}", self._op("getCatalogItem", self.get_catalog_item))
         r.add("GET", "/_documents/{token}", self.download)
+        from amazon_optiply.sandbox.vendor_api import register_vendor_routes
+
+        register_vendor_routes(self)
 
     def dispatch(self, request: Request) -> Response:
         handler, params, path_exists = self.router.match(request.method, request.path)
@@ -481,6 +497,10 @@ class AmazonApp:
         report_type = body.get("reportType")
         if not report_type:
             raise _ApiError(400, "InvalidInput", "reportType is required.")
+        from amazon_optiply.sandbox import vendor_reports
+
+        if report_type in vendor_reports.VENDOR_REPORT_TYPES:
+            return vendor_reports.create_vendor_report(self, body)
         if report_type not in SUPPORTED_REPORT_TYPES:
             raise _ApiError(400, "InvalidInput", f"Invalid Report Type {report_type}")
         marketplace_ids = body.get("marketplaceIds") or body.get("MarketplaceIds")
@@ -727,6 +747,8 @@ class AmazonApp:
         except ValueError:  # also binascii.Error and UnicodeDecodeError
             raise _ApiError(400, "InvalidInput", f"Invalid pageToken: {token!r}") from None
         items = _catalog_items(b.world, mp, identifiers, id_type)
+        if b.vendor is not None:
+            items += b.vendor.catalog_items(mp, identifiers, id_type)
         page = items[offset : offset + page_size]
         out: dict = {
             "numberOfResults": len(items),
@@ -742,7 +764,10 @@ class AmazonApp:
 
     def get_catalog_item(self, request: Request) -> Response:
         mp = self._catalog_marketplace(request)
-        items = _catalog_items(self.backend.world, mp, [request.path_params["asin"]], "ASIN")
+        b = self.backend
+        items = _catalog_items(b.world, mp, [request.path_params["asin"]], "ASIN")
+        if b.vendor is not None:
+            items += b.vendor.catalog_items(mp, [request.path_params["asin"]], "ASIN")
         if not items:
             raise _ApiError(
                 404, "NotFound", f"Requested item '{request.path_params['asin']}' not found in marketplace."
@@ -801,6 +826,8 @@ def _summary(r, details: bool) -> dict:
 
 
 def _catalog_items(world: SellerWorld, mp: str, identifiers: list[str], id_type: str) -> list[dict]:
+    if mp not in world.listings:  # a marketplace the seller does not sell in (the vendor's, say)
+        return []
     listings = world.listings[mp]
     wanted = set(identifiers)
     if id_type == "ASIN":

@@ -19,6 +19,7 @@ from amazon_optiply.sandbox.clock import SandboxClock
 from amazon_optiply.sandbox.faults import FaultRates, Faults
 from amazon_optiply.sandbox.old_integration import OldIntegrationAccount, seed_old_integration
 from amazon_optiply.sandbox.seller import SellerConfig, SellerWorld
+from amazon_optiply.sandbox.vendor import VendorConfig, VendorWorld
 
 OPTIPLY_ACCOUNT_ID = 1
 OPTIPLY_COUPLING_ID = 42
@@ -38,6 +39,8 @@ class SandboxConfig:
     old_integration: bool = False
     # How far back that integration's sell orders reach (the platform's default ORDERS_LOOKBACK_DAYS is 7).
     old_integration_order_days: int = 7
+    # A Vendor Central account served next to the seller (Vendor Orders, vendor reports, its catalog).
+    vendor: VendorConfig | None = None
 
 
 def credentials_from_env(settings: AmazonSettings) -> AmazonSettings:
@@ -56,7 +59,8 @@ class Sandbox:
         self.clock = SandboxClock(start=self.config.seller.origin, frozen=self.config.frozen_clock)
         self.world = SellerWorld(self.config.seller)
         self.faults = Faults(self.config.faults, self.config.seller.seed)
-        self.amazon = AmazonBackend(self.world, self.clock, self.faults, self.config.amazon)
+        self.vendor = VendorWorld(self.config.vendor) if self.config.vendor else None
+        self.amazon = AmazonBackend(self.world, self.clock, self.faults, self.config.amazon, self.vendor)
         self.optiply_credentials = {
             "username": os.environ.get("OPTIPLY_USERNAME", optiply.DEFAULT_USERNAME),
             "password": os.environ.get("OPTIPLY_PASSWORD", optiply.DEFAULT_PASSWORD),
@@ -115,6 +119,8 @@ class Sandbox:
     def advance(self, delta: timedelta = timedelta(minutes=30)) -> datetime:
         now = self.clock.advance(delta)
         self.world.advance_to(now)
+        if self.vendor is not None:
+            self.vendor.advance_to(now)
         return now
 
     def set_faults(self, rates: FaultRates) -> None:
