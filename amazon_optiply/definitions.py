@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from amazon_optiply.defs.optiply.schedules import sync_automation
+from amazon_optiply.defs.automation import sync_automation
 from amazon_optiply.parquet_io import ParquetIOManager
 from amazon_optiply.partitions import SettingError
 from amazon_optiply.resources import (
@@ -20,6 +20,7 @@ from amazon_optiply.resources import (
     IntegrationSettings,
     OptiplyResource,
     SyncStateResource,
+    VendorSettings,
     default_state_url,
 )
 from amazon_optiply.tenants import Tenant, TenantRegistry, split_partition_key
@@ -51,6 +52,20 @@ def settings_resource(init: dg.InitResourceContext) -> IntegrationSettings:
         catalog_refresh_days=int(t.setting("catalog_refresh_days", 30)),
         fba_full_refresh_hours=float(t.setting("fba_full_refresh_hours", 24)),
         max_bad_row_share=float(t.setting("max_bad_row_share", 0.05)),
+    )
+
+
+@dg.resource(required_resource_keys={"tenant"})
+def vendor_settings_resource(init: dg.InitResourceContext) -> VendorSettings:
+    t: Tenant = init.resources.tenant
+    return VendorSettings(
+        flavour=t.flavour,
+        orders_start=t.setting("orders_start", ""),
+        orders_lookback_days=int(t.setting("orders_lookback_days", 7)),
+        purchase_order_lookback_days=int(t.setting("purchase_order_lookback_days", 60)),
+        distributor_view=str(t.setting("distributor_view", "MANUFACTURING")),
+        selling_program=str(t.setting("selling_program", "RETAIL")),
+        catalog_refresh_days=int(t.setting("catalog_refresh_days", 30)),
     )
 
 
@@ -100,6 +115,7 @@ def resources() -> dict[str, object]:
     return {
         "tenant": tenant_resource,
         "settings": settings_resource,
+        "vendor_settings": vendor_settings_resource,
         "amazon": amazon_resource,
         "optiply": optiply_resource,
         "sync_state": sync_state_resource,

@@ -165,3 +165,157 @@ def deliver_sell_orders(
         report.add("delivered")
         report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": "created"})
     return report
+
+
+def settle_intended(client: OptiplyClient, state: SyncState, entity: str, marketplace: str) -> int:
+    """Like resolve_intended, and an intent Optiply never applied is forgotten, so it is planned afresh."""
+    records = state.records(entity, marketplace)
+    settled = 0
+    for remote_id in records.loc[records["state"] == "intended", "remote_id"]:
+        found = client.find_by_remote_id(entity, remote_id)
+        if found is not None:
+            state.record_done(entity, remote_id, marketplace, int(found["id"]), None)
+            settled += 1
+        else:
+            state.forget_record(entity, remote_id)
+    return settled
+
+
+def optiply_ids(state: SyncState, entity: str, marketplace: str) -> dict[str, int]:
+    """remoteId -> Optiply id of this entity's records on record as done."""
+    records = state.records(entity, marketplace)
+    done = records[records["state"] == "done"]
+    return dict(zip(done["remote_id"], done["optiply_id"].astype(int), strict=True))
+
+
+def deliver_records(
+    client: OptiplyClient,
+    state: SyncState,
+    entity: str,
+    marketplace: str,
+    desired: list[dict],
+    create_only: bool = False,
+) -> DeliveryReport:
+    """Make Optiply hold `desired` (each a dict of attributes with a remoteId), exactly once.
+
+    New records are POSTed (intent recorded before, done after); records on record get a PATCH of only the
+    attributes that changed since what was last sent, unless `create_only` (sell orders, receipts: posted
+    once, never updated). What did not change is not written.
+    """
+    report = DeliveryReport(recovered=settle_intended(client, state, entity, marketplace))
+    records = state.records(entity, marketplace)
+    done = records[records["state"] == "done"].set_index("remote_id")
+    for attributes in desired:
+        remote_id = str(attributes["remoteId"])
+        sent = json.dumps(attributes, sort_keys=True, default=str)
+        if remote_id in done.index:
+            previous = done.at[remote_id, "attributes_json"]
+            before = json.loads(previous) if isinstance(previous, str) else None
+            changed = {k: v for k, v in attributes.items() if before is None or before.get(k) != v}
+            changed.pop("remoteId", None)
+            if create_only or before is None or not changed:
+                if before is None:  # settled after a lost answer: remember what it holds now
+                    state.record_done(
+                        entity, remote_id, marketplace, int(done.at[remote_id, "optiply_id"]), sent
+                    )
+                report.add("unchanged")
+                continue
+            optiply_id = int(done.at[remote_id, "optiply_id"])
+            client.update(entity, optiply_id, changed)
+            action = "updated"
+        else:
+            state.record_intent(entity, remote_id, marketplace)
+            optiply_id = client.create(entity, attributes)
+            action = "created"
+        state.record_done(entity, remote_id, marketplace, optiply_id, sent)
+        report.add(action)
+        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
+    return report
+
+
+BUY_ORDERS, BUY_ORDER_LINES, RECEIPT_LINES = "buyOrders", "buyOrderLines", "receiptLines"
+
+
+def _record_buy_order_lines(
+    client: OptiplyClient, state: SyncState, marketplace: str, buy_order_id: int
+) -> None:
+    """Optiply made the nested lines: note each one's id under its remoteId, for the receipts to point at."""
+    for line in client.iter_records(BUY_ORDER_LINES, {"buyOrderId": str(buy_order_id)}):
+        if line.get("remoteId"):
+            state.record_done(BUY_ORDER_LINES, str(line["remoteId"]), marketplace, int(line["id"]), None)
+
+
+def deliver_buy_orders(
+    client: OptiplyClient, state: SyncState, marketplace: str, orders: list[dict]
+) -> DeliveryReport:
+    """POST each new buy order with its lines nested (one write: never an order without its lines), once;
+    PATCH what changed of the order itself (completed when Amazon closes it, the expected delivery)."""
+    report = DeliveryReport(recovered=settle_intended(client, state, BUY_ORDERS, marketplace))
+    lines_known = set(optiply_ids(state, BUY_ORDER_LINES, marketplace))
+    records = state.records(BUY_ORDERS, marketplace)
+    done = records[records["state"] == "done"].set_index("remote_id")
+    for attributes in orders:
+        remote_id = str(attributes["remoteId"])
+        header = {k: v for k, v in attributes.items() if k != "orderLines"}
+        sent = json.dumps(header, sort_keys=True, default=str)
+        if remote_id in done.index:
+            optiply_id = int(done.at[remote_id, "optiply_id"])
+            if not {line["attributes"]["remoteId"] for line in attributes["orderLines"]} <= lines_known:
+                _record_buy_order_lines(client, state, marketplace, optiply_id)  # recovered after a crash
+            previous = done.at[remote_id, "attributes_json"]
+            before = json.loads(previous) if isinstance(previous, str) else {}
+            changed = {k: v for k, v in header.items() if k != "remoteId" and before.get(k) != v}
+            if not changed:
+                report.add("unchanged")
+                continue
+            client.update(BUY_ORDERS, optiply_id, changed)
+            action = "updated"
+        else:
+            state.record_intent(BUY_ORDERS, remote_id, marketplace)
+            optiply_id = client.create(BUY_ORDERS, attributes)
+            _record_buy_order_lines(client, state, marketplace, optiply_id)
+            action = "created"
+        state.record_done(BUY_ORDERS, remote_id, marketplace, optiply_id, sent)
+        report.add(action)
+        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
+    return report
+
+
+def received_on_record(state: SyncState, marketplace: str) -> dict[str, int]:
+    """Per buy order line remoteId, the cumulative received eaches its delivered receipt lines add up to."""
+    records = state.records(RECEIPT_LINES, marketplace)
+    totals: dict[str, int] = {}
+    for raw in records.loc[records["state"] == "done", "attributes_json"].dropna():
+        receipt = json.loads(raw)
+        totals[receipt["line"]] = max(totals.get(receipt["line"], 0), int(receipt["received_total"]))
+    return totals
+
+
+def deliver_receipt_lines(
+    client: OptiplyClient, state: SyncState, marketplace: str, receipts: pd.DataFrame
+) -> DeliveryReport:
+    """POST each receipt line once; `receipts` comes from transforms.receipt_lines after settle_intended."""
+    report = DeliveryReport()
+    line_ids = optiply_ids(state, BUY_ORDER_LINES, marketplace)
+    for r in receipts.itertuples(index=False):
+        if r.line_remote_id not in line_ids:
+            report.add("line_unknown")
+            continue
+        state.record_intent(RECEIPT_LINES, r.remoteId, marketplace)
+        attributes = {
+            "remoteId": r.remoteId,
+            "buyOrderLineId": line_ids[r.line_remote_id],
+            "quantity": int(r.quantity),
+            "occurred": r.occurred,
+        }
+        optiply_id = client.create(RECEIPT_LINES, attributes)
+        state.record_done(
+            RECEIPT_LINES,
+            r.remoteId,
+            marketplace,
+            optiply_id,
+            json.dumps({"line": r.line_remote_id, "received_total": int(r.received_total), **attributes}),
+        )
+        report.add("created")
+        report.written.append({"remoteId": r.remoteId, "optiply_id": optiply_id, "action": "created"})
+    return report

@@ -20,6 +20,15 @@ def marketplace_codes(raw: str) -> list[str]:
 TENANT_MARKETPLACES = "tenant_marketplaces"
 marketplace_partitions = dg.DynamicPartitionsDefinition(name=TENANT_MARKETPLACES)
 
+# Vendor tenants have partitions of their own, so a seller asset never lists a vendor's key and back. A
+# vendor tenant is one Vendor Central account: one region's purchase orders (Amazon's Vendor Orders API has
+# no marketplace filter) and the reports of its one marketplace, so its single key `<tenant>/<marketplace>`
+# fetches each purchase order once.
+VENDOR_ACCOUNTS = "vendor_accounts"
+vendor_partitions = dg.DynamicPartitionsDefinition(name=VENDOR_ACCOUNTS)
+
+PARTITIONS_OF = {"seller": TENANT_MARKETPLACES, "vendor": VENDOR_ACCOUNTS}
+
 
 def marketplace_of(partition_key: str) -> str:
     """The marketplace code of a partition key `<tenant>/<marketplace>`."""

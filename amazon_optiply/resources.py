@@ -195,3 +195,45 @@ class IntegrationSettings(dg.ConfigurableResource):
             start = datetime.fromisoformat(self.orders_start.replace("Z", "+00:00"))
             return start if start.tzinfo else start.replace(tzinfo=UTC)
         return now - timedelta(days=self.orders_lookback_days)
+
+
+class VendorSettings(dg.ConfigurableResource):
+    """A vendor tenant's settings (see the README's vendor section)."""
+
+    flavour: str = "full"  # full, or sell_orders_only (the seed's sync_sell_orders_only sub-tenant)
+    orders_start: str = (
+        ""  # ISO date: sell orders placed earlier are never sent; default first run - lookback
+    )
+    orders_lookback_days: int = 7
+    # How far back purchase orders are read each cycle (at most 180: Amazon keeps 6 months); an order older
+    # than this that is still open gets no further receipts.
+    purchase_order_lookback_days: int = 60
+    distributor_view: str = "MANUFACTURING"  # ordered units exist only in the MANUFACTURING view
+    selling_program: str = "RETAIL"
+    catalog_refresh_days: int = 30
+
+    @field_validator("purchase_order_lookback_days")
+    @classmethod
+    def _lookback(cls, value: int) -> int:
+        if not 1 <= value <= 180:
+            raise ValueError(
+                f"VENDOR_PURCHASE_ORDER_LOOKBACK_DAYS must be 1-180 (Amazon keeps 6 months), not {value}"
+            )
+        return value
+
+    @field_validator("distributor_view")
+    @classmethod
+    def _view(cls, value: str) -> str:
+        if value not in ("MANUFACTURING", "SOURCING"):
+            raise ValueError(f"VENDOR_DISTRIBUTOR_VIEW must be MANUFACTURING or SOURCING, not {value!r}")
+        return value
+
+    @property
+    def writes_purchasing(self) -> bool:
+        return self.flavour == "full"
+
+    def orders_start_for_first_run(self, now: datetime) -> datetime:
+        if self.orders_start:
+            start = datetime.fromisoformat(self.orders_start.replace("Z", "+00:00"))
+            return start if start.tzinfo else start.replace(tzinfo=UTC)
+        return now - timedelta(days=self.orders_lookback_days)

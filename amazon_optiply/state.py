@@ -65,6 +65,15 @@ report_fatals = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
 )
 
+# Where a windowed stream has read up to (the vendor's sales days, ...), per marketplace.
+stream_cursors = sa.Table(
+    "stream_cursors",
+    metadata,
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    sa.Column("cursor", sa.DateTime(timezone=True), nullable=False),
+)
+
 # The FBA inventory as last read, so a cycle asks Amazon only for what changed since (startDateTime).
 fba_inventory = sa.Table(
     "fba_inventory",
@@ -290,6 +299,36 @@ class SyncState:
                 optiply_id=optiply_id,
                 state="done",
                 attributes_json=attributes_json,
+            )
+
+    def forget_record(self, entity: str, remote_id: str) -> None:
+        """Drop a record never applied in Optiply (an intent found nowhere), so it is planned afresh."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                optiply_records.delete().where(
+                    optiply_records.c.entity == entity, optiply_records.c.remote_id == remote_id
+                )
+            )
+
+    # ---- windowed streams -----------------------------------------------------------------------------
+    def stream_cursor(self, stream: str, marketplace: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(stream_cursors.c.cursor).where(
+                    stream_cursors.c.stream == stream, stream_cursors.c.marketplace == marketplace
+                )
+            ).first()
+        return _utc(row.cursor) if row else None
+
+    def set_stream_cursor(self, stream: str, marketplace: str, cursor: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                stream_cursors.delete().where(
+                    stream_cursors.c.stream == stream, stream_cursors.c.marketplace == marketplace
+                )
+            )
+            conn.execute(
+                stream_cursors.insert().values(stream=stream, marketplace=marketplace, cursor=cursor)
             )
 
     # ---- report FATALs -------------------------------------------------------------------------------

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from amazon_optiply.defs.optiply.schedules import SYNC_JOBS
-from amazon_optiply.partitions import TENANT_MARKETPLACES
+from amazon_optiply.defs.automation import job_name
 from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
 
 SUMMARY_KEYS = {
@@ -43,10 +42,10 @@ class MarketplaceResult:
 def sync_marketplace(
     defs: dg.Definitions, tenant: Tenant, marketplace: str, instance: dg.DagsterInstance
 ) -> MarketplaceResult:
-    job = defs.resolve_job_def(SYNC_JOBS[tenant.flavour])
+    job = defs.resolve_job_def(job_name(tenant))
     key = partition_key(tenant.name, marketplace)
-    if not instance.has_dynamic_partition(TENANT_MARKETPLACES, key):
-        instance.add_dynamic_partitions(TENANT_MARKETPLACES, [key])
+    if not instance.has_dynamic_partition(tenant.partitions_name, key):
+        instance.add_dynamic_partitions(tenant.partitions_name, [key])
     result = job.execute_in_process(
         partition_key=key,
         instance=instance,

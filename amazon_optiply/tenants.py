@@ -15,12 +15,22 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from amazon_optiply.marketplaces import MARKETPLACES
-from amazon_optiply.partitions import SettingError, marketplace_codes
+from amazon_optiply.partitions import PARTITIONS_OF, SettingError, marketplace_codes
 
 DEFAULT_TENANT = "default"
+# Each integration's flavours: which entities a tenant's runs write (see the README).
+FLAVOURS = {"seller": ("full", "secondary"), "vendor": ("full", "sell_orders_only")}
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 PARTITION_SEPARATOR = "/"
 
@@ -49,6 +59,10 @@ SETTING_ENV = {
     "catalog_refresh_days": "CATALOG_REFRESH_DAYS",
     "fba_full_refresh_hours": "FBA_FULL_REFRESH_HOURS",
     "max_bad_row_share": "MAX_BAD_ROW_SHARE",
+    # Vendor tenants (see the README's vendor section).
+    "purchase_order_lookback_days": "VENDOR_PURCHASE_ORDER_LOOKBACK_DAYS",
+    "distributor_view": "VENDOR_DISTRIBUTOR_VIEW",
+    "selling_program": "VENDOR_SELLING_PROGRAM",
 }
 
 # Where a tenant's APIs are: deployment-wide from the environment, overridable per tenant (a proxy, a sandbox).
@@ -117,12 +131,31 @@ class Tenant(BaseModel):
             raise ValueError(f"unknown {info.field_name} {unknown}; known: {sorted(known)}")
         return value
 
+    @model_validator(mode="after")
+    def _integration_rules(self) -> Tenant:
+        if self.integration == "vendor" and len(self.marketplaces) != 1:
+            raise ValueError(
+                "a vendor tenant is one Vendor Central account with exactly one marketplace (its reports' "
+                f"one marketplaceId; its purchase orders cover the region), got {self.marketplaces}"
+            )
+        if self.flavour not in FLAVOURS[self.integration]:
+            raise ValueError(
+                f"flavour of a {self.integration} tenant must be one of {list(FLAVOURS[self.integration])}, "
+                f"not {self.flavour!r}"
+            )
+        return self
+
     def partition_keys(self) -> list[str]:
         return [partition_key(self.name, code) for code in self.marketplaces]
 
     @property
+    def partitions_name(self) -> str:
+        """The dynamic partitions its keys belong to: sellers' and vendors' assets have their own."""
+        return PARTITIONS_OF[self.integration]
+
+    @property
     def flavour(self) -> str:
-        """full (products and sell orders) or secondary (sell orders only): which job its runs use."""
+        """Which job its runs use: seller full or secondary (sell orders only); vendor full or sell_orders_only."""
         return str(self.setting("flavour", "full"))
 
     def secret_variable(self, name: str) -> str:
@@ -232,9 +265,13 @@ class TenantRegistry:
         """Every tenant/marketplace, paused ones too: their history stays visible."""
         return [key for t in self.tenants.values() for key in t.partition_keys()]
 
-    def partition_changes(self, existing: list[str]) -> tuple[list[str], list[str]]:
-        """(keys to add, keys to delete) to make the existing partitions the registry's."""
-        wanted = self.partition_keys()
+    def partition_changes(
+        self, existing: list[str], integration: str = "seller"
+    ) -> tuple[list[str], list[str]]:
+        """(keys to add, keys to delete) to make one integration's existing partitions the registry's."""
+        wanted = [
+            k for t in self.tenants.values() if t.integration == integration for k in t.partition_keys()
+        ]
         return [k for k in wanted if k not in existing], [k for k in existing if k not in wanted]
 
 
@@ -326,15 +363,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "partitions":
             import dagster as dg
 
-            from amazon_optiply.partitions import TENANT_MARKETPLACES
-
+            added, removed = [], []
             with dg.DagsterInstance.get() as instance:
-                added, removed = registry.partition_changes(
-                    instance.get_dynamic_partitions(TENANT_MARKETPLACES)
-                )
-                instance.add_dynamic_partitions(TENANT_MARKETPLACES, added)
-                for key in removed:
-                    instance.delete_dynamic_partition(TENANT_MARKETPLACES, key)
+                for integration, partitions in PARTITIONS_OF.items():
+                    new, gone = registry.partition_changes(
+                        instance.get_dynamic_partitions(partitions), integration
+                    )
+                    instance.add_dynamic_partitions(partitions, new)
+                    for key in gone:
+                        instance.delete_dynamic_partition(partitions, key)
+                    added, removed = added + new, removed + gone
             print(f"partitions: added {added or 'none'}, removed {removed or 'none'}")
             return 0
         if args.command == "add":

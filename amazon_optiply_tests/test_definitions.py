@@ -10,8 +10,14 @@ import dagster as dg
 import pytest
 
 from amazon_optiply.definitions import defs
-from amazon_optiply.defs.optiply.schedules import PRODUCT_SIDE, SYNC_JOBS, sync_job
-from amazon_optiply.partitions import TENANT_MARKETPLACES, SettingError, marketplace_partitions
+from amazon_optiply.defs.automation import PRODUCT_SIDE, SYNC_JOBS, sync_job
+from amazon_optiply.partitions import (
+    TENANT_MARKETPLACES,
+    VENDOR_ACCOUNTS,
+    SettingError,
+    marketplace_partitions,
+    vendor_partitions,
+)
 from amazon_optiply.tenants import TenantRegistry
 
 EXPECTED_ASSETS = {
@@ -36,17 +42,87 @@ EXPECTED_ASSETS = {
     "optiply_sell_orders": {"optiply_sell_order_payloads", "optiply_existing_sell_orders"},
 }
 
+# The vendor integration: its own partitions (vendor accounts) and groups. Deliveries that point at
+# other records' Optiply ids come after the deliveries of those records.
+EXPECTED_VENDOR_ASSETS = {
+    "vendor_purchase_orders": set(),
+    "vendor_purchase_order_status": set(),
+    "vendor_inventory_report": set(),
+    "vendor_sales_report": set(),
+    "vendor_catalog": {"vendor_purchase_orders", "vendor_inventory_report"},
+    "vendor_existing_products": set(),
+    "vendor_supplier_payloads": {"vendor_purchase_orders"},
+    "vendor_suppliers": {"vendor_supplier_payloads"},
+    "vendor_product_payloads": {"vendor_inventory_report", "vendor_purchase_orders", "vendor_catalog"},
+    "vendor_products": {"vendor_product_payloads"},
+    "vendor_supplier_product_payloads": {
+        "vendor_purchase_orders",
+        "vendor_product_payloads",
+        "vendor_inventory_report",
+    },
+    "vendor_supplier_products": {"vendor_supplier_product_payloads", "vendor_suppliers", "vendor_products"},
+    "vendor_buy_order_payloads": {
+        "vendor_purchase_orders",
+        "vendor_purchase_order_status",
+        "vendor_product_payloads",
+    },
+    "vendor_buy_orders": {"vendor_buy_order_payloads", "vendor_suppliers", "vendor_products"},
+    "vendor_receipt_line_payloads": {"vendor_buy_order_payloads", "vendor_buy_orders"},
+    "vendor_receipt_lines": {"vendor_receipt_line_payloads"},
+    "vendor_sell_order_payloads": {"vendor_purchase_orders", "vendor_existing_products"},
+    "vendor_sell_orders": {"vendor_sell_order_payloads"},
+    "vendor_demand_payloads": {"vendor_sales_report", "vendor_product_payloads", "vendor_products"},
+    "vendor_demand": {"vendor_demand_payloads"},
+}
+
+VENDOR_DELIVERIES = {
+    "vendor_suppliers",
+    "vendor_products",
+    "vendor_supplier_products",
+    "vendor_buy_orders",
+    "vendor_receipt_lines",
+    "vendor_sell_orders",
+    "vendor_demand",
+}
+
 
 def test_asset_graph_is_the_documented_lineage():
     graph = defs().resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(EXPECTED_ASSETS)
-    for name, parents in EXPECTED_ASSETS.items():
-        node = graph.get(dg.AssetKey(name))
-        assert {p.to_user_string() for p in node.parent_keys} == parents, name
-        assert node.partitions_def == marketplace_partitions, name
-        assert node.description, f"{name} has no description"
-        assert node.owners == ["team:integrations"], name
+    assert keys == set(EXPECTED_ASSETS) | set(EXPECTED_VENDOR_ASSETS)
+    for expected, partitions in (
+        (EXPECTED_ASSETS, marketplace_partitions),
+        (EXPECTED_VENDOR_ASSETS, vendor_partitions),
+    ):
+        for name, parents in expected.items():
+            node = graph.get(dg.AssetKey(name))
+            assert {p.to_user_string() for p in node.parent_keys} == parents, name
+            assert node.partitions_def == partitions, name
+            assert node.description, f"{name} has no description"
+            assert node.owners == ["team:integrations"], name
+
+
+def test_each_vendor_flavour_job_reads_and_writes_only_its_entities():
+    graph = defs().resolve_asset_graph()
+
+    def selected(flavour: str) -> set[str]:
+        return {k.to_user_string() for k in sync_job("vendor", flavour).selection.resolve(graph)}
+
+    assert selected("sell_orders_only") == {
+        "vendor_purchase_orders",
+        "vendor_existing_products",
+        "vendor_sell_order_payloads",
+        "vendor_sell_orders",
+    }
+    assert selected("full") == set(EXPECTED_VENDOR_ASSETS) - {
+        "vendor_existing_products",
+        "vendor_sell_order_payloads",
+        "vendor_sell_orders",
+    }
+    # No seller job touches a vendor asset, and back.
+    assert selected("full").isdisjoint(
+        {k.to_user_string() for k in sync_job("seller", "full").selection.resolve(graph)}
+    )
 
 
 ORDER_PATH = {
@@ -75,7 +151,7 @@ def test_orders_do_not_wait_on_products_but_run_after_them():
 
 def test_the_secondary_flavour_reads_no_listings_and_writes_no_products():
     graph = defs().resolve_asset_graph()
-    selected = {k.to_user_string() for k in sync_job("secondary").selection.resolve(graph)}
+    selected = {k.to_user_string() for k in sync_job("seller", "secondary").selection.resolve(graph)}
     assert selected == set(EXPECTED_ASSETS) - {k.to_user_string() for k in PRODUCT_SIDE.resolve(graph)}
     assert "listings_report" not in selected and "optiply_sell_orders" in selected
 
@@ -84,8 +160,9 @@ def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blo
     checks = {
         (c.asset_key.to_user_string(), c.name): c for c in defs().resolve_asset_graph().asset_check_keys
     }
-    for name in EXPECTED_ASSETS:
-        if name not in ("optiply_products", "optiply_sell_orders"):
+    deliveries = {"optiply_products", "optiply_sell_orders", *VENDOR_DELIVERIES}
+    for name in set(EXPECTED_ASSETS) | set(EXPECTED_VENDOR_ASSETS):
+        if name not in deliveries:
             assert (name, "schema") in checks, name
     graph = defs().resolve_asset_graph()
     blocking = {
@@ -95,6 +172,9 @@ def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blo
     }
     assert ("optiply_product_payloads", "schema") in blocking
     assert ("optiply_sell_order_payloads", "schema") in blocking
+    for name in EXPECTED_VENDOR_ASSETS:
+        if name.endswith("_payloads"):
+            assert (name, "schema") in blocking, name
 
 
 REGISTRY = """
@@ -114,6 +194,12 @@ tenants:
     optiply_account_id: 3
     optiply_coupling_id: 30
     paused: true
+  - name: hooli
+    integration: vendor
+    marketplaces: [DE]
+    optiply_account_id: 4
+    optiply_coupling_id: 40
+    settings: {flavour: sell_orders_only}
 """
 
 
@@ -129,14 +215,16 @@ def test_schedules_request_a_run_per_marketplace_of_each_active_tenant_every_30_
     definitions = defs()
     requested = {}
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(TENANT_MARKETPLACES, TenantRegistry.load().partition_keys())
+        for tenant in TenantRegistry.load().tenants.values():
+            instance.add_dynamic_partitions(tenant.partitions_name, tenant.partition_keys())
         context = dg.build_schedule_context(
             instance=instance,
             repository_def=definitions.get_repository_def(),
             scheduled_execution_time=datetime(2026, 11, 27, 10, 30),
         )
-        for flavour, job in SYNC_JOBS.items():
-            schedule = definitions.resolve_schedule_def(f"every_30_minutes_{flavour}")
+        for (integration, flavour), job in SYNC_JOBS.items():
+            prefix = "" if integration == "seller" else "vendor_"
+            schedule = definitions.resolve_schedule_def(f"every_30_minutes_{prefix}{flavour}")
             assert schedule.cron_schedule == "*/30 * * * *"
             assert schedule.job_name == job
             for r in schedule.evaluate_tick(context).run_requests:
@@ -146,6 +234,7 @@ def test_schedules_request_a_run_per_marketplace_of_each_active_tenant_every_30_
         "acme/DE": ("full", "acme", "DE"),
         "acme/FR": ("full", "acme", "FR"),
         "globex/US": ("secondary", "globex", "US"),
+        "hooli/DE": ("sell_orders_only", "hooli", "DE"),
     }
 
 
@@ -164,12 +253,19 @@ def test_registry_sensor_keeps_partitions_equal_to_the_tenants_and_starts_first_
     deleted = [
         r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)
     ]
-    assert [list(r.partition_keys) for r in added] == [["acme/FR", "globex/US", "initech/JP"]]
+    # Each integration's partitions get its own tenants' keys: a vendor's never show on seller assets.
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in added] == [
+        (TENANT_MARKETPLACES, ["acme/FR", "globex/US", "initech/JP"]),
+        (VENDOR_ACCOUNTS, ["hooli/DE"]),
+    ]
     assert [list(r.partition_keys) for r in deleted] == [["gone/DE"]]
     # A partition's first sync is requested once it exists: for new ones, from the next tick on.
-    assert {r.partition_key: r.job_name for r in result.run_requests} == {"acme/DE": SYNC_JOBS["full"]}
+    assert {r.partition_key: r.job_name for r in result.run_requests} == {
+        "acme/DE": SYNC_JOBS["seller", "full"]
+    }
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(TENANT_MARKETPLACES, TenantRegistry.load().partition_keys())
+        for tenant in TenantRegistry.load().tenants.values():
+            instance.add_dynamic_partitions(tenant.partitions_name, tenant.partition_keys())
         context = dg.build_sensor_context(
             instance=instance,
             instance_ref=instance.get_ref(),
@@ -179,9 +275,10 @@ def test_registry_sensor_keeps_partitions_equal_to_the_tenants_and_starts_first_
     # Every partition of a tenant not paused gets its first sync, each run on its tenant's flavour's job.
     first_syncs = {r.partition_key: r.job_name for r in result.run_requests}
     assert first_syncs == {
-        "acme/DE": SYNC_JOBS["full"],
-        "acme/FR": SYNC_JOBS["full"],
-        "globex/US": SYNC_JOBS["secondary"],
+        "acme/DE": SYNC_JOBS["seller", "full"],
+        "acme/FR": SYNC_JOBS["seller", "full"],
+        "globex/US": SYNC_JOBS["seller", "secondary"],
+        "hooli/DE": SYNC_JOBS["vendor", "sell_orders_only"],
     }
     assert all(r.run_key.endswith("first-sync") for r in result.run_requests)
 

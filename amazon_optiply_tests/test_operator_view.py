@@ -77,7 +77,7 @@ def test_each_partition_gets_its_verdict_and_the_ones_needing_attention_come_fir
 
 
 def test_late_tenants_sensor_alerts_once_per_late_partition(monkeypatch, tmp_path):
-    from amazon_optiply.defs.optiply import schedules
+    from amazon_optiply.defs import automation as schedules
 
     registry = tmp_path / "tenants.yaml"
     registry.write_text(

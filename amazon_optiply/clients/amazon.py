@@ -56,6 +56,8 @@ DOCUMENTED_RATES: dict[str, tuple[float, int]] = {
     "getInventorySummaries": (2.0, 2),
     "searchCatalogItems": (2.0, 2),
     "getCatalogItem": (2.0, 2),
+    "getPurchaseOrders": (10.0, 10),
+    "getPurchaseOrdersStatus": (10.0, 10),
 }
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from amazon_optiply.defs.optiply.schedules import failure_alert, tenant_run_failures
+from amazon_optiply.defs.automation import failure_alert, tenant_run_failures
 from amazon_optiply.sandbox.server import OPTIPLY_ACCOUNT_ID, OPTIPLY_COUPLING_ID, Sandbox
 from amazon_optiply.sync import sync_all
 from amazon_optiply_tests.sync.ground_truth import (

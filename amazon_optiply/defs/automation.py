@@ -1,10 +1,12 @@
-"""The 30-minute sync: one run per tenant and marketplace, each materializing the graph for its partition.
+"""The 30-minute syncs of both integrations: one run per tenant and marketplace, each materializing its graph.
 
-One job per flavour: the secondary flavour writes no products, so its job leaves out the listings, stock
-and catalog chain behind them and fetches nothing it does not need; each tenant's runs use its flavour's
-job. The `tenant_registry` sensor turns the registry into partitions and starts a new one's first sync. In the
-full flavour the sell-order steps do not depend on the product steps, so a failed listings report fails
-the run without stopping orders (see run_order.py for how they still come after the products).
+One job per integration and flavour; each tenant's runs use its own (`job_name`). The seller's secondary
+flavour writes no products, so its job leaves out the listings, stock and catalog chain behind them and
+fetches nothing it does not need; the vendor's sell_orders_only job reads purchase orders and writes sell
+orders only. The `tenant_registry` sensor turns the registry into both integrations' partitions and starts
+a new one's first sync. In the seller's full flavour the sell-order steps do not depend on the product
+steps, so a failed listings report fails the run without stopping orders (see run_order.py for how they
+still come after the products).
 """
 
 import json
@@ -14,9 +16,11 @@ from collections.abc import Iterator
 import dagster as dg
 import httpx
 
-from amazon_optiply.partitions import TENANT_MARKETPLACES
+from amazon_optiply.defs.vendor.selection import VENDOR_FULL, VENDOR_SELL_ORDERS_SIDE
+from amazon_optiply.partitions import PARTITIONS_OF
 from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
 
+SELLER_GROUPS = ("amazon_raw", "warehouse", "optiply")
 PRODUCT_SIDE = dg.AssetSelection.assets(
     "listings_report",
     "fba_inventory",
@@ -28,48 +32,68 @@ PRODUCT_SIDE = dg.AssetSelection.assets(
 )
 
 
-# The job each flavour's runs use.
-SYNC_JOBS = {"full": "sync_marketplace", "secondary": "sync_marketplace_orders_only"}
+# The job each (integration, flavour) runs.
+SYNC_JOBS = {
+    ("seller", "full"): "sync_marketplace",
+    ("seller", "secondary"): "sync_marketplace_orders_only",
+    ("vendor", "full"): "vendor_sync",
+    ("vendor", "sell_orders_only"): "vendor_sync_sell_orders_only",
+}
 
 
-def sync_job(flavour: str) -> dg.JobDefinition:
-    everything = dg.AssetSelection.all()
+def job_name(tenant: Tenant) -> str:
+    return SYNC_JOBS[(tenant.integration, tenant.flavour)]
+
+
+def _selection(integration: str, flavour: str) -> dg.AssetSelection:
+    if integration == "vendor":
+        return VENDOR_SELL_ORDERS_SIDE if flavour == "sell_orders_only" else VENDOR_FULL
+    everything = dg.AssetSelection.groups(*SELLER_GROUPS)
+    return everything - PRODUCT_SIDE if flavour == "secondary" else everything
+
+
+def sync_job(integration: str, flavour: str) -> dg.JobDefinition:
+    what = (
+        "reports, stock, catalog" if integration == "seller" else "purchase orders, vendor reports, catalog"
+    )
     return dg.define_asset_job(
-        SYNC_JOBS[flavour],
-        selection=everything - PRODUCT_SIDE if flavour == "secondary" else everything,
-        description=f"Amazon -> Optiply for one tenant's marketplace ({flavour} flavour): reports, stock, "
-        "catalog, payloads, delivery.",
+        SYNC_JOBS[(integration, flavour)],
+        selection=_selection(integration, flavour),
+        description=f"Amazon {integration} -> Optiply for one tenant's marketplace ({flavour} flavour): {what}, "
+        "payloads, delivery.",
     )
 
 
-def run_requests(tenants: list[Tenant], run_key: str, flavour: str | None = None) -> Iterator[dg.RunRequest]:
-    """A run per marketplace of each tenant (of one flavour's job, when given), tagged with both.
+def run_requests(tenants: list[Tenant], run_key: str, job: str | None = None) -> Iterator[dg.RunRequest]:
+    """A run per marketplace of each tenant not paused (of one job's tenants, when given), tagged with both.
 
     The tags let the run queue keep one run per partition and name the tenant in the UI and in alerts.
     """
     for tenant in tenants:
-        if tenant.paused or (flavour is not None and tenant.flavour != flavour):
+        if tenant.paused or (job is not None and job_name(tenant) != job):
             continue
         for key, marketplace in zip(tenant.partition_keys(), tenant.marketplaces, strict=True):
             yield dg.RunRequest(
                 run_key=f"{key}-{run_key}",
                 partition_key=key,
-                job_name=SYNC_JOBS[tenant.flavour],
+                job_name=job_name(tenant),
                 tags={"tenant": tenant.name, "marketplace": marketplace},
             )
 
 
-def every_30_minutes(flavour: str, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+def every_30_minutes(integration: str, flavour: str, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    prefix = "" if integration == "seller" else f"{integration}_"
+
     @dg.schedule(
-        name=f"every_30_minutes_{flavour}",
+        name=f"every_30_minutes_{prefix}{flavour}",
         job=job,
         cron_schedule="*/30 * * * *",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def every_30_minutes(context: dg.ScheduleEvaluationContext):
-        """One run per marketplace of every tenant of this flavour that is not paused."""
+        """One run per marketplace of every tenant of this job that is not paused."""
         stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-        yield from run_requests(list(TenantRegistry.load().tenants.values()), stamp, flavour)
+        yield from run_requests(list(TenantRegistry.load().tenants.values()), stamp, job.name)
 
     return every_30_minutes
 
@@ -88,17 +112,21 @@ def tenant_registry(jobs: list[dg.JobDefinition]) -> dg.SensorDefinition:
         the one that added the partition: a run can only be requested for a partition that exists.
         """
         registry = TenantRegistry.load()
-        existing = context.instance.get_dynamic_partitions(TENANT_MARKETPLACES)
-        added, removed = registry.partition_changes(existing)
-        requests = []
-        if added:
-            requests.append(dg.AddDynamicPartitionsRequest(TENANT_MARKETPLACES, added))
-        if removed:
-            requests.append(dg.DeleteDynamicPartitionsRequest(TENANT_MARKETPLACES, removed))
+        requests, existing = [], set()
+        for integration, partitions in PARTITIONS_OF.items():
+            keys = context.instance.get_dynamic_partitions(partitions)
+            existing |= {(partitions, k) for k in keys}
+            added, removed = registry.partition_changes(keys, integration)
+            if added:
+                requests.append(dg.AddDynamicPartitionsRequest(partitions, added))
+            if removed:
+                requests.append(dg.DeleteDynamicPartitionsRequest(partitions, removed))
+        tenants = list(registry.tenants.values())
+        by_key = {k: t.partitions_name for t in tenants for k in t.partition_keys()}
         first_syncs = [
             r
-            for r in run_requests(list(registry.tenants.values()), "first-sync")
-            if r.partition_key in existing
+            for r in run_requests(tenants, "first-sync")
+            if (by_key[r.partition_key], r.partition_key) in existing
         ]
         return dg.SensorResult(run_requests=first_syncs, dynamic_partitions_requests=requests)
 
@@ -106,10 +134,10 @@ def tenant_registry(jobs: list[dg.JobDefinition]) -> dg.SensorDefinition:
 
 
 def sync_automation() -> dg.Definitions:
-    jobs = {flavour: sync_job(flavour) for flavour in SYNC_JOBS}
+    jobs = {key: sync_job(*key) for key in SYNC_JOBS}
     return dg.Definitions(
         jobs=list(jobs.values()),
-        schedules=[every_30_minutes(flavour, job) for flavour, job in jobs.items()],
+        schedules=[every_30_minutes(*key, job) for key, job in jobs.items()],
         sensors=[tenant_registry(list(jobs.values())), tenant_run_failures, late_tenants],
     )
 

@@ -1,12 +1,13 @@
 """Optiply layer per marketplace: the product and sell-order payloads, and their delivery to Optiply."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
+from amazon_optiply.defs.shared import DELIVERY_FRESHNESS, OPTIPLY_WRITES_POOL, writes_frame
 from amazon_optiply.delivery import (
     PRODUCTS,
     SELL_ORDERS,
@@ -24,16 +25,6 @@ from amazon_optiply.transforms import optiply as payloads
 from amazon_optiply.transforms.optiply import GIVEN_UP, HELD_DISPOSITIONS, SKIPPED_DISPOSITIONS
 
 GROUP = "optiply"
-# A delivery older than an hour (two missed 30-minute cycles) is late: the asset turns red in the UI.
-DELIVERY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=60))
-# Optiply's rate limit is one for all tenants (one API): every delivery step of every run takes a slot of
-# this pool, so the deployment's writes stay within slots x the client's spacing, however many runs go.
-OPTIPLY_WRITES_POOL = "optiply_writes"
-
-
-def _writes_frame(report) -> pd.DataFrame:
-    """What this run wrote to Optiply: the row count and preview of a delivery asset."""
-    return pd.DataFrame(report.written, columns=["remoteId", "optiply_id", "action"])
 
 
 @dg.asset(
@@ -183,7 +174,7 @@ def optiply_products(
             "writes_recovered": report.recovered,
             "products_known": int((state.records(PRODUCTS, marketplace)["state"] == "done").sum()),
             # The counts first, then what was written: the UI lists metadata in this order.
-            **frame_metadata(_writes_frame(report)),
+            **frame_metadata(writes_frame(report)),
         }
     )
 
@@ -354,6 +345,6 @@ def optiply_sell_orders(
             "writes_recovered": report.recovered,
             "orders_cursor": str(cursor),
             # The counts first, then what was written: the UI lists metadata in this order.
-            **frame_metadata(_writes_frame(report)),
+            **frame_metadata(writes_frame(report)),
         }
     )

@@ -7,16 +7,14 @@ import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
+from amazon_optiply.catalog_cache import catalog_identifiers_cached
 from amazon_optiply.clients.selling_partner import FetchedReport
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
-from amazon_optiply.marketplaces import MARKETPLACES
 from amazon_optiply.partitions import SettingError, marketplace_of, marketplace_partitions
 from amazon_optiply.resources import AmazonResource, IntegrationSettings, SyncStateResource
 from amazon_optiply.run_order import ORDER_PATH_TAGS
-from amazon_optiply.state import SyncState
 from amazon_optiply.transforms.catalog import (
     FBA_COLUMNS,
-    catalog_identifiers_frame,
     fba_inventory_frame_from_pages,
 )
 from amazon_optiply.transforms.optiply import deduplicated_order_rows
@@ -136,47 +134,6 @@ def fba_inventory(
     yield schema_check(frame, schemas.FbaInventory)
 
 
-def _identifiers(
-    marketplace: str,
-    asins: pd.Series,
-    amazon: AmazonResource,
-    state: SyncState,
-    refresh_days: int,
-) -> tuple[pd.DataFrame, int]:
-    """EAN and UPC codes of these ASINs (searchCatalogItems, 20 a call), and how many were asked for.
-
-    Identifiers rarely change, so they are kept across runs: only ASINs never seen or older than the
-    refresh period are asked for.
-    """
-    wanted = sorted(set(asins.str.strip()) - {""})
-    cached = state.cached_identifiers(marketplace)
-    fresh_after = pd.Timestamp(datetime.now(UTC) - timedelta(days=refresh_days))
-    fresh = set(cached.loc[cached["fetched_at"] >= fresh_after, "asin"])
-    to_fetch = [a for a in wanted if a not in fresh]
-    marketplace_id = MARKETPLACES[marketplace].marketplace_id
-    found: set[str] = set()
-    for items in amazon.partner.catalog_items(marketplace, to_fetch):
-        batch = catalog_identifiers_frame(items, marketplace_id)
-        state.store_identifiers(marketplace, batch, datetime.now(UTC))
-        found.update(batch["asin"])
-    # ASINs Amazon's catalog does not know are remembered as having no identifiers, so they are not re-asked.
-    already_cached = set(cached["asin"])
-    unknown = [a for a in to_fetch if a not in found and a not in already_cached]
-    state.store_identifiers(
-        marketplace,
-        pd.DataFrame({"asin": unknown, "ean_codes": "", "upc_codes": "", "item_name": ""}),
-        datetime.now(UTC),
-    )
-    cached = state.cached_identifiers(marketplace)
-    frame = (
-        cached[cached["asin"].isin(wanted)][["asin", "ean_codes", "upc_codes", "item_name"]]
-        .astype("string")
-        .sort_values("asin")
-        .reset_index(drop=True)
-    )
-    return frame, len(to_fetch)
-
-
 @raw_amazon_asset(check_specs=[schema_check_spec("catalog_identifiers")])
 def catalog_identifiers(
     context: dg.AssetExecutionContext,
@@ -191,8 +148,12 @@ def catalog_identifiers(
     asked for.
     """
     marketplace = marketplace_of(context.partition_key)
-    frame, fetched = _identifiers(
-        marketplace, listings_report["asin1"], amazon, sync_state.open(), settings.catalog_refresh_days
+    frame, fetched = catalog_identifiers_cached(
+        marketplace,
+        listings_report["asin1"],
+        amazon.partner,
+        sync_state.open(),
+        settings.catalog_refresh_days,
     )
     yield dg.Output(
         frame,
@@ -226,8 +187,8 @@ def order_identifiers(
         frame = pd.DataFrame(columns=["asin", "ean_codes", "upc_codes", "item_name"], dtype="string")
         fetched, note = 0, "full flavour: order lines match this integration's products by SKU"
     else:
-        frame, fetched = _identifiers(
-            marketplace, ordered, amazon, sync_state.open(), settings.catalog_refresh_days
+        frame, fetched = catalog_identifiers_cached(
+            marketplace, ordered, amazon.partner, sync_state.open(), settings.catalog_refresh_days
         )
         note = "secondary flavour: order lines match Optiply products by EAN"
     yield dg.Output(
