@@ -84,3 +84,32 @@ def test_export_and_delete_touch_one_tenants_state_only(registry: Path, tmp_path
     assert list(entries(registry)) == ["globex"]
     globex = SyncState(default_state_url("globex"))
     assert list(globex.records("products")["remote_id"]) == ["globex-sku"]
+
+
+def test_make_runs_registry_is_the_environments_seller_and_the_sandbox_vendor(tmp_path, monkeypatch):
+    from amazon_optiply.tenants_sandbox import sandbox_registry
+
+    for name, value in {
+        "AMAZON_MARKETPLACES": "DE,FR",
+        "OPTIPLY_ACCOUNT_ID": "1",
+        "OPTIPLY_COUPLING_ID": "42",
+        "OPTIPLY_FLAVOUR": "secondary",
+        "VENDOR_SP_API": "http://127.0.0.1:8703",
+        "VENDOR_OPTIPLY": "http://127.0.0.1:8704/v1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump(sandbox_registry()))
+    registry = tenants.TenantRegistry.load(path)
+    default, vendor = registry.tenant("default"), registry.tenant("vendor-sandbox")
+    assert (default.integration, default.marketplaces, default.flavour) == (
+        "seller",
+        ["DE", "FR"],
+        "secondary",
+    )
+    assert (vendor.integration, vendor.marketplaces, vendor.partitions_name) == (
+        "vendor",
+        ["DE"],
+        "vendor_accounts",
+    )
+    assert vendor.endpoint("optiply_token_url") == "http://127.0.0.1:8704/api/auth/oauth/token"
