@@ -91,7 +91,7 @@ def _whole_seconds(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(microsecond=0)
 
 
-def _amazon_now(headers) -> datetime:
+def amazon_time(headers) -> datetime:
     """Amazon's time from an answer's Date header; ours when it has none."""
     try:
         return parsedate_to_datetime((headers or {}).get("date") or "").astimezone(UTC)
@@ -256,7 +256,7 @@ class SellingPartner:
             ),
             expect="reports",
         )
-        amazon_now = _amazon_now(answer.headers)
+        amazon_now = amazon_time(answer.headers)
         candidates = []
         for report in answer.payload["reports"]:
             created = _parse_amazon_time(report.get("createdTime"))
@@ -348,7 +348,7 @@ class SellingPartner:
                 lambda p=params: api.get_inventory_summary_marketplace(**p),
                 expect="inventorySummaries",
             )
-            yield answer.payload["inventorySummaries"], _amazon_now(answer.headers)
+            yield answer.payload["inventorySummaries"], amazon_time(answer.headers)
             next_token = (answer.pagination or {}).get("nextToken")
             if not next_token:
                 return

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sp_api.api import VendorOrders
 
 from amazon_optiply.clients.amazon import utc_iso
-from amazon_optiply.clients.selling_partner import SellingPartner
+from amazon_optiply.clients.selling_partner import SellingPartner, amazon_time
 
 MAX_WINDOW = timedelta(days=7)
 # Amazon keeps purchase orders for 6 months; a little less, so a window's start is never refused.
@@ -27,6 +27,18 @@ def windows(start: datetime, end: datetime, size: timedelta = MAX_WINDOW) -> lis
         out.append((start, min(start + size, end)))
         start = out[-1][1]
     return out
+
+
+def amazon_now(partner: SellingPartner, marketplace: str) -> datetime:
+    """Amazon's time (an answer's Date header): windows and published days are Amazon's, not this machine's.
+
+    A getPurchaseOrders call without dates (Amazon: the last 7 days) for one order: cheap at 10 per second.
+    """
+    api = partner.api(VendorOrders, marketplace)
+    answer = partner.caller.call(
+        "getPurchaseOrders", lambda: api.get_purchase_orders(limit=1), expect="orders"
+    )
+    return amazon_time(answer.headers)
 
 
 def _pages(partner: SellingPartner, operation: str, method: str, key: str, marketplace: str, params: dict):

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
-from sp_api.api import VendorOrders
 
 from amazon_optiply.catalog_cache import catalog_identifiers_cached
 from amazon_optiply.clients.amazon import utc_iso
-from amazon_optiply.clients.selling_partner import ReportFailed, _amazon_now
+from amazon_optiply.clients.selling_partner import ReportFailed
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.defs.shared import DELIVERY_FRESHNESS, OPTIPLY_WRITES_POOL, writes_frame
 from amazon_optiply.delivery import (
@@ -32,7 +31,7 @@ from amazon_optiply.resources import AmazonResource, OptiplyResource, SyncStateR
 from amazon_optiply.state import SyncState
 from amazon_optiply.vendor import schemas
 from amazon_optiply.vendor import transforms as vt
-from amazon_optiply.vendor.orders import purchase_order_statuses, purchase_orders
+from amazon_optiply.vendor.orders import amazon_now, purchase_order_statuses, purchase_orders
 
 RAW_GROUP, OPTIPLY_GROUP = "vendor_amazon", "vendor_optiply"
 INVENTORY_REPORT, SALES_REPORT = "GET_VENDOR_INVENTORY_REPORT", "GET_VENDOR_SALES_REPORT"
@@ -67,18 +66,6 @@ vendor_delivery_asset = functools.partial(
 )
 
 
-def amazon_clock(amazon: AmazonResource, marketplace: str) -> datetime:
-    """Amazon's time (an answer's Date header): windows and published days are Amazon's, not this machine's.
-
-    A getPurchaseOrders call without dates (Amazon: the last 7 days) and one item: cheap at 10 per second.
-    """
-    api = amazon.partner.api(VendorOrders, marketplace)
-    answer = amazon.caller.call(
-        "getPurchaseOrders", lambda: api.get_purchase_orders(limit=1), expect="orders"
-    )
-    return _amazon_now(answer.headers)
-
-
 def latest_published_day(now: datetime) -> datetime:
     """Midnight of the newest whole day Amazon has published figures for."""
     return (now - PUBLISHED_AFTER).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -110,7 +97,7 @@ def vendor_purchase_orders(
     and re-reading costs a few calls, where a missed change would cost a wrong buy order.
     """
     marketplace = marketplace_of(context.partition_key)
-    now = amazon_clock(amazon, marketplace)
+    now = amazon_now(amazon.partner, marketplace)
     start = now - timedelta(days=vendor_settings.purchase_order_lookback_days)
     orders = [o for page in purchase_orders(amazon.partner, marketplace, start, now) for o in page]
     frame = vt.purchase_order_items(orders)
@@ -134,7 +121,7 @@ def vendor_purchase_order_status(
 ):
     """Accepted, rejected and (cumulative) received eaches per item, and OPEN/CLOSED, for the same orders."""
     marketplace = marketplace_of(context.partition_key)
-    now = amazon_clock(amazon, marketplace)
+    now = amazon_now(amazon.partner, marketplace)
     start = now - timedelta(days=vendor_settings.purchase_order_lookback_days)
     statuses = [s for page in purchase_order_statuses(amazon.partner, marketplace, start, now) for s in page]
     frame = vt.purchase_order_status_items(statuses)
@@ -158,7 +145,7 @@ def vendor_inventory_report(
     CANCELLED fails the asset, so products keep their last stock instead of getting none.
     """
     marketplace = marketplace_of(context.partition_key)
-    day = latest_published_day(amazon_clock(amazon, marketplace))
+    day = latest_published_day(amazon_now(amazon.partner, marketplace))
     state = sync_state.open()
     for attempt_day in (day, day - timedelta(days=1)):
         start, end = _day_window(attempt_day, attempt_day)
@@ -192,7 +179,7 @@ def vendor_sales_report(
     delivered: from the cursor (first run: the orders start) to the newest published day, 14 days a report."""
     marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
-    now = amazon_clock(amazon, marketplace)
+    now = amazon_now(amazon.partner, marketplace)
     last = latest_published_day(now)
     first = state.stream_cursor(SALES_STREAM, marketplace)
     if first is None:
