@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -165,7 +165,9 @@ class AmazonBackend:
         self.tamper_documents: dict[str, Callable[[str, str], str | bytes]] = {}
         # Test hook: report type -> (outcome, reason): every new report of that type ends FATAL (with the
         # reason in its error document) or CANCELLED, whatever its data, until the entry is removed.
-        self.forced_outcomes: dict[str, tuple[str, str]] = {}
+        # A key (report type, date) forces only the reports of that type whose window holds that UTC day
+        # (as Amazon cancels a vendor report with a day it has no data for), before the type's own entry.
+        self.forced_outcomes: dict[str | tuple[str, date], tuple[str, str]] = {}
         self._report_seq = 50_000_000_000 + (self.world.config.seed % 1000) * 1_000_000
 
     # ---- helpers -------------------------------------------------------------------------------------
@@ -254,8 +256,18 @@ class AmazonBackend:
                     )
                 else:
                     self.last_requested[key] = now
-            if outcome == "DONE" and report_type in self.forced_outcomes:
-                outcome, reason = self.forced_outcomes[report_type]
+            forced = next(
+                (
+                    value
+                    for key, value in self.forced_outcomes.items()
+                    if isinstance(key, tuple)
+                    and key[0] == report_type
+                    and start.astimezone(UTC).date() <= key[1] <= end.astimezone(UTC).date()
+                ),
+                self.forced_outcomes.get(report_type),
+            )
+            if outcome == "DONE" and forced is not None:
+                outcome, reason = forced
             elif outcome == "DONE" and self.faults.draw("report_fatal"):
                 outcome, reason = "FATAL", "internal error while generating the report (injected fault)"
             elif outcome == "DONE" and self.faults.draw("report_cancelled"):

@@ -39,12 +39,16 @@ class VendorHarness:
     flavour: str
     orders_start: datetime
 
-    def sync(self):
+    def run(self):
+        """One cycle, whatever its outcome (a run expected to fail); `sync` is one that must succeed."""
         from amazon_optiply.definitions import defs
         from amazon_optiply.sync import sync_marketplace
         from amazon_optiply.tenants import TenantRegistry
 
-        result = sync_marketplace(defs(), TenantRegistry.load().tenant(TENANT), "DE", self.instance)
+        return sync_marketplace(defs(), TenantRegistry.load().tenant(TENANT), "DE", self.instance)
+
+    def sync(self):
+        result = self.run()
         assert result.success, result.line()
         return result
 
@@ -156,9 +160,17 @@ def vendor_sandbox(flavour_origin_days: int = 0, **vendor: object) -> Sandbox:
 
 @contextmanager
 def vendor_harness(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch, flavour: str = "full", **vendor: object
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flavour: str = "full",
+    settings: dict[str, object] | None = None,
+    **vendor: object,
 ) -> Iterator[VendorHarness]:
-    """A vendor tenant (`vendorco/DE`) in a registry of its own, pointed at a fresh vendor sandbox."""
+    """A vendor tenant (`vendorco/DE`) in a registry of its own, pointed at a fresh vendor sandbox.
+
+    `settings` are merged into the tenant's settings (e.g. `purchase_order_lookback_days`; an `orders_start`
+    there is the harness's too); `vendor` goes to the sandbox's VendorConfig.
+    """
     sandbox = vendor_sandbox(**vendor)
     try:
         orders_start = sandbox.clock.now() - timedelta(days=5)
@@ -170,8 +182,9 @@ def vendor_harness(
             "marketplaces": ["DE"],
             "optiply_account_id": 1,
             "optiply_coupling_id": OPTIPLY_COUPLING_ID,
-            "settings": {"flavour": flavour, "orders_start": orders_start.isoformat()},
+            "settings": {"flavour": flavour, "orders_start": orders_start.isoformat(), **(settings or {})},
         }
+        orders_start = datetime.fromisoformat(str(entry["settings"]["orders_start"]))
         registry = workdir / "tenants.yaml"
         registry.write_text(yaml.safe_dump({"tenants": [entry]}))
         monkeypatch.setenv("TENANTS_FILE", str(registry))

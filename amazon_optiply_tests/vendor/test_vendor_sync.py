@@ -93,6 +93,25 @@ def assert_full_flavour_matches_ground_truth(h: VendorHarness) -> None:
         assert demand[key]["totalValue"] == order["totalValue"], key
 
 
+def assert_sell_orders_only_matches_ground_truth(h: VendorHarness, ids_by_ean: dict[str, int]) -> dict:
+    """Optiply's sell orders are exactly the expected purchase orders, matched by EAN; returns those."""
+    expected = h.expected_po_sell_orders(set(ids_by_ean))
+    orders = by_remote_id(h.optiply("sellOrders"))
+    assert set(orders) == set(expected)
+    for number, order in expected.items():
+        got = orders[number]
+        assert (got["placed"], got["totalValue"]) == (order["placed"], order["totalValue"]), number
+        lines = {line["productId"]: line for line in got["orderLines"]}
+        assert lines.keys() == {ids_by_ean[ean] for ean in order["lines"]}
+        for ean, line in order["lines"].items():
+            got_line = lines[ids_by_ean[ean]]
+            assert (got_line["quantity"], got_line["subtotalValue"]) == (
+                line["quantity"],
+                line["subtotalValue"],
+            )
+    return expected
+
+
 def test_full_flavour_models_amazons_stock_of_the_vendors_products(full: VendorHarness):
     full.sync()
     assert_full_flavour_matches_ground_truth(full)
@@ -128,20 +147,8 @@ def test_sell_orders_only_posts_amazons_purchase_orders_as_sell_orders_matched_b
         h.sandbox.optiply.preload_products(parent)
         ids_by_ean = {p["eanCode"]: i for i, p in h.optiply("products").items()}
         h.sync()
-        expected = h.expected_po_sell_orders(set(ids_by_ean))
-        orders = by_remote_id(h.optiply("sellOrders"))
-        assert set(orders) == set(expected) and len(expected) >= 5
-        for number, order in expected.items():
-            got = orders[number]
-            assert (got["placed"], got["totalValue"]) == (order["placed"], order["totalValue"]), number
-            lines = {line["productId"]: line for line in got["orderLines"]}
-            assert lines.keys() == {ids_by_ean[ean] for ean in order["lines"]}
-            for ean, line in order["lines"].items():
-                got_line = lines[ids_by_ean[ean]]
-                assert (got_line["quantity"], got_line["subtotalValue"]) == (
-                    line["quantity"],
-                    line["subtotalValue"],
-                )
+        expected = assert_sell_orders_only_matches_ground_truth(h, ids_by_ean)
+        assert len(expected) >= 5
         # Nothing but sell orders is written in this flavour.
         assert all(not h.optiply(e) for e in ("suppliers", "supplierProducts", "buyOrders", "receiptLines"))
         assert len(h.optiply("products")) == len(parent)

@@ -176,7 +176,13 @@ def vendor_sales_report(
     sync_state: SyncStateResource,
 ):
     """Amazon's customer demand per ASIN and day (GET_VENDOR_SALES_REPORT), the published days not yet
-    delivered: from the cursor (first run: the orders start) to the newest published day, 14 days a report."""
+    delivered: from the cursor (first run: the orders start) to the newest published day, 14 days a report.
+
+    Amazon cancels a report holding a day it has no data for. A report reaching the newest day is asked
+    again once without it (Amazon may publish late: that day waits for the next cycle); older days Amazon
+    still cancels fail the asset, named, instead of being skipped or reported as up to date, since no later
+    cycle would read them either (an orders start before the vendor's history on Amazon, for one).
+    """
     marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
     now = amazon_now(amazon.partner, marketplace)
@@ -186,20 +192,44 @@ def vendor_sales_report(
         first = vendor_settings.orders_start_for_first_run(now).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
-    frames, read = [], []
-    while first <= last:
-        chunk_end = min(first + timedelta(days=MAX_REPORT_DAYS - 1), last)
-        start, end = _day_window(first, chunk_end)
-        report = amazon.partner.fetch_report(
+
+    def fetch(first_day: datetime, last_day: datetime):
+        start, end = _day_window(first_day, last_day)
+        return amazon.partner.fetch_report(
             marketplace, SALES_REPORT, context.log, start, end, state, _report_options(vendor_settings)
         )
+
+    frames, read, waiting = [], [], ""
+    while first <= last:
+        chunk_end = min(first + timedelta(days=MAX_REPORT_DAYS - 1), last)
+        report = fetch(first, chunk_end)
+        if report.status != "DONE" and chunk_end == last:
+            waiting = f"{last.date()} (CANCELLED: not published yet, asked again next cycle)"
+            if first == last:
+                break
+            chunk_end = last - timedelta(days=1)
+            report = fetch(first, chunk_end)
         if report.status != "DONE":
-            break  # not published yet: neither are the later days
+            raise ReportFailed(
+                f"{SALES_REPORT} for {marketplace}: Amazon has no data for {first.date()}..{chunk_end.date()} "
+                f"(CANCELLED), days it publishes by noon UTC the day after; their demand is not delivered and "
+                f"the sales cursor stays at {first.date()}. Amazon may be late (the next cycle asks again), or "
+                "the orders start is before the vendor's history on Amazon (set orders_start to its first day)"
+            )
         frames.append(vt.sales_by_asin(report.text or "{}"))
         read.append(f"{first.date()}..{chunk_end.date()}")
         first = chunk_end + timedelta(days=1)
+        if waiting:
+            break
     frame = pd.concat(frames, ignore_index=True) if frames else vt.sales_by_asin("{}")
-    yield dg.Output(frame, metadata=frame_metadata(frame, days_read=", ".join(read) or "none (up to date)"))
+    yield dg.Output(
+        frame,
+        metadata=frame_metadata(
+            frame,
+            days_read=", ".join(read) or ("none" if waiting else "none (up to date)"),
+            waiting_for=waiting or "nothing",
+        ),
+    )
     yield schema_check(frame, schemas.VendorSalesReport)
 
 
