@@ -391,6 +391,25 @@ def test_an_inventory_report_cancelled_for_the_newest_day_only_gives_the_day_bef
         assert_full_flavour_matches_ground_truth(h)
 
 
+@pytest.mark.slow  # two cycles
+def test_stock_never_goes_back_to_an_older_day_than_already_read(
+    fast_tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Day D's stock delivered, then Amazon cancels D: the day before is not read (it would be older stock)."""
+    with vendor_harness(fast_tmp_path, monkeypatch) as h:
+        h.sync()
+        newest = h.facts().available_days()[-1]
+        before, writes = stock(h), h.writes()
+        asked_before = len(reports_of(h, INVENTORY))
+        h.sandbox.amazon.forced_outcomes[(INVENTORY, newest)] = ("CANCELLED", "")
+
+        result = h.run()
+
+        assert not result.success and "older than the stock already read" in result.error, result.error
+        assert [r.data_start.date() for r in reports_of(h, INVENTORY)[asked_before:]] == [newest]
+        assert stock(h) == before and h.writes() == writes
+
+
 # ---- the sales report ending FATAL ---------------------------------------------------------------------
 
 

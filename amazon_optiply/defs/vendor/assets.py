@@ -36,6 +36,7 @@ from amazon_optiply.vendor.orders import amazon_now, purchase_order_statuses, pu
 RAW_GROUP, OPTIPLY_GROUP = "vendor_amazon", "vendor_optiply"
 INVENTORY_REPORT, SALES_REPORT = "GET_VENDOR_INVENTORY_REPORT", "GET_VENDOR_SALES_REPORT"
 SALES_STREAM = "vendor_sales_days"
+INVENTORY_STREAM = "vendor_inventory_day"  # the newest day whose stock was read
 # Amazon publishes a day's vendor figures the next day around noon UTC; a DAY report spans at most 15 days.
 PUBLISHED_AFTER = timedelta(hours=12)
 MAX_REPORT_DAYS = 14
@@ -141,13 +142,16 @@ def vendor_inventory_report(
 ):
     """Amazon's stock of the vendor's products on the newest published day (GET_VENDOR_INVENTORY_REPORT).
 
-    CANCELLED means Amazon has no data for that day yet: the day before is asked for once; a second
-    CANCELLED fails the asset, so products keep their last stock instead of getting none.
+    CANCELLED means Amazon has no data for that day yet: the day before is asked for once, unless stock of
+    a newer day was already read (stock never goes back in time); a second CANCELLED fails the asset, so
+    products keep their last stock instead of getting none or an older one.
     """
     marketplace = marketplace_of(context.partition_key)
     day = latest_published_day(amazon_now(amazon.partner, marketplace))
     state = sync_state.open()
-    for attempt_day in (day, day - timedelta(days=1)):
+    newest_read = state.stream_cursor(INVENTORY_STREAM, marketplace)
+    candidates = [d for d in (day, day - timedelta(days=1)) if newest_read is None or d >= newest_read]
+    for attempt_day in candidates:
         start, end = _day_window(attempt_day, attempt_day)
         report = amazon.partner.fetch_report(
             marketplace, INVENTORY_REPORT, context.log, start, end, state, _report_options(vendor_settings)
@@ -156,10 +160,15 @@ def vendor_inventory_report(
             break
         context.log.warning(f"{INVENTORY_REPORT} for {attempt_day.date()} was CANCELLED (no data yet)")
     else:
-        raise ReportFailed(
-            f"{INVENTORY_REPORT} for {marketplace}: Amazon has no data for {day.date()} nor the day before "
-            "(both CANCELLED); stock is left as last delivered"
+        before = (
+            "the day before" if len(candidates) > 1 else "the day before is older than the stock already read"
         )
+        raise ReportFailed(
+            f"{INVENTORY_REPORT} for {marketplace}: Amazon has no data for {day.date()} (CANCELLED) and "
+            f"{before}{' (CANCELLED too)' if len(candidates) > 1 else f' ({newest_read.date()})'}; "
+            "stock is left as last delivered"
+        )
+    state.set_stream_cursor(INVENTORY_STREAM, marketplace, attempt_day)
     frame = vt.inventory_by_asin(report.text or "{}")
     yield dg.Output(
         frame,
