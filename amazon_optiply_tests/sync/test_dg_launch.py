@@ -43,7 +43,7 @@ def test_dg_launch_of_one_marketplace_delivers_its_products_and_orders(
     assert registered.returncode == 0, registered.stderr[-3000:]
     assert f"added ['{DEFAULT_TENANT}/{MAIN}', '{DEFAULT_TENANT}/US']" in registered.stdout
     launched = subprocess.run(
-        [DG, "launch", "--assets", "*", "--partition", f"{DEFAULT_TENANT}/{MAIN}"],
+        [DG, "launch", "--job", "sync_marketplace", "--partition", f"{DEFAULT_TENANT}/{MAIN}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
