@@ -103,6 +103,9 @@ request_budgets = sa.Table(
     sa.Column("operation", sa.String(64), primary_key=True),
     sa.Column("tokens", sa.Float, nullable=False),  # negative: requests already promised a later slot
     sa.Column("updated", sa.Float, nullable=False),  # epoch seconds
+    # The live rate Amazon last announced (x-amzn-RateLimit-Limit), so a new run starts from it, not from
+    # the documented default.
+    sa.Column("rate", sa.Float, nullable=True),
 )
 
 tokens = sa.Table(
@@ -473,7 +476,7 @@ class SharedBudgetStore:
         )
 
     def _row(self, conn, operation: str):
-        query = sa.select(request_budgets.c.tokens, request_budgets.c.updated).where(
+        query = sa.select(request_budgets.c.tokens, request_budgets.c.updated, request_budgets.c.rate).where(
             request_budgets.c.operation == operation
         )
         return conn.execute(query.with_for_update()).one()
@@ -483,6 +486,7 @@ class SharedBudgetStore:
         with self.engine.begin() as conn:
             self._insert_missing(conn, operation, float(burst), now)
             row = self._row(conn, operation)
+            rate = row.rate or rate
             tokens = min(burst, row.tokens + max(0.0, now - row.updated) * rate) - 1
             conn.execute(
                 request_budgets.update()
@@ -490,6 +494,12 @@ class SharedBudgetStore:
                 .values(tokens=tokens, updated=max(now, row.updated))
             )
         return 0.0 if tokens >= 0 else -tokens / rate
+
+    def learn_rate(self, operation: str, rate: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                request_budgets.update().where(request_budgets.c.operation == operation).values(rate=rate)
+            )
 
     def drain(self, operation: str) -> None:
         now = time.time()

@@ -49,3 +49,14 @@ def test_a_429_empties_the_bucket(tmp_path, make_store):
     assert store.reserve("getReports", RATE, 5) == 0  # four tokens left
     store.drain("getReports")
     assert store.reserve("getReports", RATE, 5) == pytest.approx(1, abs=0.2)
+
+
+def test_the_live_rate_amazon_announced_is_what_the_next_run_starts_from(tmp_path):
+    """A run that learnt Amazon's live rate leaves it for the next one, which would else wait by the
+    documented (much slower) default until its own first answer."""
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    first = SyncState(url).budget_store()
+    assert first.reserve("createReport", 0.0167, 1) == 0
+    first.learn_rate("createReport", 1.0)
+    later_run = SyncState(url).budget_store()
+    assert later_run.reserve("createReport", 0.0167, 1) == pytest.approx(1, abs=0.2)  # not 60 s

@@ -158,16 +158,26 @@ class BudgetStore(Protocol):
         """Empty the bucket: after a 429 Amazon's is empty too."""
         ...
 
+    def learn_rate(self, operation: str, rate: float) -> None:
+        """Remember the live rate Amazon announced, for every later reservation (other runs' too)."""
+        ...
+
 
 class LocalBudgetStore:
     """Token buckets in this process only (a client used alone, tests)."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}  # operation -> (tokens, updated)
+        self._rates: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def learn_rate(self, operation: str, rate: float) -> None:
+        with self._lock:
+            self._rates[operation] = rate
 
     def reserve(self, operation: str, rate: float, burst: int) -> float:
         with self._lock:
+            rate = self._rates.get(operation, rate)
             now = time.monotonic()
             tokens, updated = self._buckets.get(operation, (float(burst), now))
             tokens = min(burst, tokens + (now - updated) * rate) - 1
@@ -202,7 +212,9 @@ class RequestBudget:
         return delay
 
     def adopt_rate(self, rate: float) -> None:
-        self.rate = rate
+        if rate != self.rate:
+            self.rate = rate
+            self.store.learn_rate(self.operation, rate)
 
     def drain(self) -> None:
         """After a 429 the server's bucket is empty; ours should be too."""
