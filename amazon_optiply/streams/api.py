@@ -279,6 +279,14 @@ def financial_events_frame(rows: list[dict]) -> pd.DataFrame:
     return frame[list(FINANCE_COLUMNS)].astype(FINANCE_COLUMNS)
 
 
+def finances_region_home(marketplaces: list[str], main: str, marketplace: str) -> bool:
+    """Whether this marketplace's partition keeps its region's events that name no marketplace of the tenant:
+    the main marketplace if it is in the region, else the tenant's first marketplace there."""
+    region = MARKETPLACES[marketplace].region
+    in_region = [m for m in [main, *marketplaces] if MARKETPLACES[m].region == region]
+    return in_region[0] == marketplace
+
+
 def events_of_partition(
     frame: pd.DataFrame, marketplace: str, region_home: bool, tenant_marketplaces: list[str]
 ) -> pd.DataFrame:
