@@ -319,6 +319,63 @@ def apply_slot(world: SellerWorld, slot: int) -> None:
     streams_of(world).apply_slot(slot)
 
 
+def expected_inbound_items(
+    world: SellerWorld, mp: str, updated_after: datetime, updated_before: datetime, at: datetime
+) -> pd.DataFrame:
+    """A row per item of the marketplace's shipments last updated in [after, before] (both included), at `at`."""
+    rows = []
+    for shipment in streams_of(world).shipments(mp, at):
+        if not updated_after <= shipment.last_updated_at(at) <= updated_before:
+            continue
+        for item in shipment.items:
+            rows.append(
+                {
+                    "shipment_id": shipment.shipment_id,
+                    "shipment_status": shipment.status_at(at),
+                    "destination_fulfillment_center_id": shipment.centre,
+                    "seller_sku": item.sku,
+                    "fulfillment_network_sku": item.fnsku,
+                    "quantity_shipped": item.quantity,
+                    "quantity_received": shipment.received(item, at),
+                    "quantity_in_case": item.in_case,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def expected_inbound_units(world: SellerWorld, mp: str, at: datetime) -> pd.DataFrame:
+    """Per SKU, the units of the marketplace's FBA pool on their way in at `at`: working, shipped, receiving."""
+    owner = world.pools[fba_pool(mp)][0]
+    units: dict[str, list[int]] = {}
+    for shipment in streams_of(world).shipments(owner, at):
+        for item in shipment.items:
+            row = units.setdefault(item.sku, [0, 0, 0])
+            for i, n in enumerate(shipment.inbound(item, at)):
+                row[i] += n
+    return pd.DataFrame(
+        [(sku, *n) for sku, n in units.items()],
+        columns=["sku", "inbound_working_quantity", "inbound_shipped_quantity", "inbound_receiving_quantity"],
+    )
+
+
+def expected_awd(world: SellerWorld) -> pd.DataFrame:
+    """The AWD inventory (US) as the awd_inventory asset should hold it."""
+    rows = [
+        {
+            "sku": s.sku,
+            "total_onhand_quantity": s.onhand,
+            "total_inbound_quantity": s.inbound,
+            "available_distributable_quantity": s.available,
+            "reserved_distributable_quantity": s.reserved,
+            "replenishment_quantity": s.replenishment,
+            "expiration_lots": len(s.lots),
+            "earliest_expiration": min((when for when, _ in s.lots), default=None),
+        }
+        for s in streams_of(world).awd.values()
+    ]
+    return pd.DataFrame(rows)
+
+
 # ---- order items -------------------------------------------------------------------------------------------
 
 
