@@ -4,71 +4,23 @@ its rows compared with the world's ground truth, then a second cycle that reads 
 from datetime import timedelta
 from decimal import Decimal
 
-import dagster as dg
 import pandas as pd
 import pytest
 
 from amazon_optiply.defs.seller.amazon.assets import orders_report
 from amazon_optiply.defs.seller.streams import api as streams
-from amazon_optiply.definitions import resources
-from amazon_optiply.partitions import TENANT_MARKETPLACES
 from amazon_optiply.sandbox import seller_api_streams as truth
 from amazon_optiply.sandbox.seller import CANCELLED, PENDING
 from amazon_optiply.sandbox.seller_api import seller_api_hooks
 from amazon_optiply.streams import api_client
-from amazon_optiply_tests.sync.harness import running_harness
-
-# Words a column of personal data would carry.
-PERSONAL = ("buyer_name", "buyer_email", "email", "address", "phone", "contact", "recipient")
-
-
-@pytest.fixture
-def h(fast_tmp_path, monkeypatch):
-    with running_harness(fast_tmp_path, monkeypatch) as harness:
-        harness.instance.add_dynamic_partitions(
-            TENANT_MARKETPLACES, [f"default/{m}" for m in harness.marketplaces]
-        )
-        yield harness
-
-
-def materialize(h, assets, marketplace: str) -> dg.ExecuteInProcessResult:
-    result = dg.materialize(
-        assets,
-        partition_key=f"default/{marketplace}",
-        instance=h.instance,
-        resources=resources(),
-        tags={"tenant": "default", "marketplace": marketplace},
-    )
-    assert result.success
-    for check in result.get_asset_check_evaluations():
-        assert check.passed, (check.asset_key, check.check_name, check.metadata)
-    return result
-
-
-def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        if mat.asset_key.to_user_string() == asset:
-            return {k: v.value for k, v in mat.metadata.items()}
-    raise AssertionError(f"{asset} was not materialized")
-
-
-def answered(h, operation: str) -> int:
-    """Calls the sandbox answered (a 429 at burst, retried by the client, is not one)."""
-    return h.sandbox.amazon.calls[operation] - h.sandbox.amazon.throttled[operation]
-
-
-def calls(h, before: dict, operation: str) -> int:
-    return answered(h, operation) - before.get(operation, 0)
-
-
-def answered_so_far(h) -> dict:
-    return {op: answered(h, op) for op in h.sandbox.amazon.calls}
-
-
-def no_personal_columns(frame: pd.DataFrame) -> None:
-    assert not [c for c in frame.columns if any(word in c for word in PERSONAL)], list(frame.columns)
-
+from amazon_optiply_tests.streams.helpers import (
+    answered,
+    answered_so_far,
+    calls,
+    materialize,
+    metadata,
+    no_personal_columns,
+)
 
 # ---- order_items ---------------------------------------------------------------------------------------------
 
@@ -221,7 +173,9 @@ def test_financial_events_are_read_48_hours_behind_amazon_one_row_per_amount(h, 
     new_end = h.sandbox.clock.now() - timedelta(hours=48)
     expected = truth.expected_financial_rows(world, "DE", end, new_end, home=True)
     assert expected and finance_rows(second.output_for_node("order_financial_events")) == truth_rows(expected)
-    assert calls(h, before, "listFinancialEvents") == 1 + meta["pages_read"]  # the clock, then one day's pages
+    assert (
+        calls(h, before, "listFinancialEvents") == 1 + meta["pages_read"]
+    )  # the clock, then one day's pages
 
 
 def test_financial_events_read_nothing_until_48_hours_have_passed(h):
@@ -273,7 +227,9 @@ def assert_shipments_match(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
     key = ["shipment_id", "seller_sku"]
     got = frame[INBOUND_COLUMNS].astype(object).sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(
-        got, expected[INBOUND_COLUMNS].sort_values(key).reset_index(drop=True).astype(object), check_dtype=False
+        got,
+        expected[INBOUND_COLUMNS].sort_values(key).reset_index(drop=True).astype(object),
+        check_dtype=False,
     )
 
 
