@@ -163,9 +163,10 @@ def with_inbound_units(
     FBA pool, like fba_quantity.
     """
     inbound = fba_inventory.groupby("seller_sku")[list(INBOUND_COLUMNS)].sum()
-    out = stock.merge(inbound, left_on="sku", right_index=True, how="left")
+    out = stock.copy()
     for column in INBOUND_COLUMNS:
-        out[column] = out[column].fillna(0).astype("int64") * int(counts_pooled_fba)
+        units = out["sku"].map(dict(zip(inbound.index, inbound[column], strict=True)))
+        out[column] = units.fillna(0).astype("int64") * int(counts_pooled_fba)
     return out
 
 
@@ -174,9 +175,9 @@ def with_awd_units(stock: pd.DataFrame, awd_units: pd.DataFrame | None) -> pd.Da
 
     None (not counted, or the AWD read failed) adds nothing: awd_quantity 0, stock_level as it was.
     """
-    units = awd_units if awd_units is not None else pd.DataFrame({"sku": [], "awd_quantity": []})
-    out = stock.merge(units[["sku", "awd_quantity"]], on="sku", how="left")
-    out["awd_quantity"] = out["awd_quantity"].fillna(0).astype("int64")
+    per_sku = {} if awd_units is None else dict(zip(awd_units["sku"], awd_units["awd_quantity"], strict=True))
+    out = stock.copy()
+    out["awd_quantity"] = out["sku"].map(per_sku).fillna(0).astype("int64")
     out["stock_level"] = (out["stock_level"] + out["awd_quantity"]).astype("Int64")
     return out
 

@@ -130,3 +130,47 @@ def test_a_state_database_from_before_inbound_units_gains_them_and_reads_fba_in_
     assert state.fba_reads("DE") == (None, None)  # the next read is a full one
     SyncState(url)  # a second open changes nothing
     assert len(state.fba_snapshot("DE")) == 1
+
+
+def test_the_stock_rules_on_a_hand_made_inventory_and_on_an_empty_one():
+    from amazon_optiply.transforms import catalog
+
+    listings = pd.DataFrame(
+        {
+            "seller-sku": pd.Series(["a", "b"], dtype="string"),
+            "quantity": pd.Series(["", "4"], dtype="string"),
+        }
+    )
+    fba = pd.DataFrame(
+        {
+            "seller_sku": ["a", "a"],
+            "fn_sku": ["X1", "X2"],
+            "asin": ["B01", "B01"],
+            "condition": ["NewItem", "UsedLikeNew"],
+            "total_quantity": [10, 5],  # Amazon's total includes the inbound units
+            "fulfillable_quantity": [4, 5],
+            "inbound_working_quantity": [3, 0],
+            "inbound_shipped_quantity": [2, 0],
+            "inbound_receiving_quantity": [1, 0],
+        }
+    ).astype(catalog.FBA_COLUMNS)
+    awd = pd.DataFrame({"sku": ["a", "c"], "awd_quantity": [7, 9]})
+
+    def stock(counted: bool, awd_units) -> dict:
+        frame = catalog.warehouse_stock(listings, fba if counted else catalog.fba_on_hand(fba))
+        frame = catalog.with_awd_units(catalog.with_inbound_units(frame, fba), awd_units)
+        return frame.set_index("sku")[["stock_level", "inbound_working_quantity", "awd_quantity"]].to_dict(
+            "index"
+        )
+
+    assert stock(False, None) == {
+        "a": {"stock_level": 9, "inbound_working_quantity": 3, "awd_quantity": 0},
+        "b": {"stock_level": 4, "inbound_working_quantity": 0, "awd_quantity": 0},
+    }
+    assert stock(True, awd)["a"] == {"stock_level": 22, "inbound_working_quantity": 3, "awd_quantity": 7}
+
+    empty = pd.DataFrame({n: pd.Series(dtype=d) for n, d in catalog.FBA_COLUMNS.items()})
+    no_listings = listings.iloc[0:0]
+    frame = catalog.warehouse_stock(no_listings, catalog.fba_on_hand(empty))
+    frame = catalog.with_awd_units(catalog.with_inbound_units(frame, empty), awd)
+    assert frame.empty and {"awd_quantity", *INBOUND_COLUMNS} <= set(frame.columns)
