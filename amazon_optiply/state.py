@@ -153,7 +153,11 @@ def _add_fba_inbound(conn) -> None:
     present = {c["name"] for c in sa.inspect(conn).get_columns("fba_inventory")}
     missing = [name for name in FBA_INBOUND_COLUMNS if name not in present]
     for name in missing:
-        conn.execute(sa.text(f"ALTER TABLE fba_inventory ADD COLUMN {name} BIGINT NOT NULL DEFAULT 0"))
+        try:
+            conn.execute(sa.text(f"ALTER TABLE fba_inventory ADD COLUMN {name} BIGINT NOT NULL DEFAULT 0"))
+        except sa.exc.OperationalError as exc:  # SQLite: another process of the tenant added it first
+            if "duplicate column" not in str(exc):
+                raise
     if missing:
         conn.execute(fba_reads.delete())
 

@@ -15,7 +15,8 @@ GUESSES (Amazon documents none of these):
 - listFinancialEvents has no marketplace parameter: Amazon answers the region of the host it is called on.
   One sandbox host serves every region, so the MarketplaceId python-amazon-sp-api adds to every call stands
   for the host's region; without one, every region.
-- PostedAfter is required unless NextToken is given; a next page needs the token only.
+- PostedAfter is required unless NextToken is given; a next page takes the token alone, or with the same
+  arguments as the call that produced it (anything else is refused).
 - getShipments with DATE_RANGE also filters by ShipmentStatusList when one is given.
 """
 
@@ -286,6 +287,11 @@ class SellerApi:
             query = self._redeem(
                 token, "listFinancialEvents", f"Token is not valid, token duration is {self._ttl_text()}."
             )
+            given = {
+                name: request.param(name) for name in ("PostedAfter", "PostedBefore", "MaxResultsPerPage")
+            }
+            if any(given.values()) and given != query["arguments"]:
+                raise _invalid("Call with the same arguments as the call that produced the NextToken.")
         else:
             size = _int_param(request, "MaxResultsPerPage", 100)
             if not 1 <= size <= 100:
@@ -308,6 +314,9 @@ class SellerApi:
             region = MARKETPLACES_BY_ID[mid].region if mid in MARKETPLACES_BY_ID else None
             query = {
                 "operation": "listFinancialEvents",
+                "arguments": {
+                    name: request.param(name) for name in ("PostedAfter", "PostedBefore", "MaxResultsPerPage")
+                },
                 "after": after.isoformat(),
                 "before": before.isoformat(),
                 "region": region,

@@ -148,11 +148,12 @@ def financial_events(
 
         def read(start=start, end=end) -> list[dict]:
             pages: list[dict] = []
-            params: dict = {
+            first: dict = {
                 "PostedAfter": utc_iso(start),
                 "PostedBefore": utc_iso(end),
                 "MaxResultsPerPage": FINANCES_PAGE_SIZE,
             }
+            params = first
             while True:
                 answer = partner.caller.call(
                     "listFinancialEvents",
@@ -163,7 +164,7 @@ def financial_events(
                 token = answer.payload.get("NextToken")
                 if not token:
                     return pages
-                params = {"NextToken": token}
+                params = {**first, "NextToken": token}  # Amazon: the same arguments, with the token
 
         yield (start, end), restarting(read, f"listFinancialEvents {utc_iso(start)}..{utc_iso(end)}")
 
