@@ -23,7 +23,7 @@ from sp_api.api import (
 )
 
 from amazon_optiply.clients.amazon import AmazonError, utc_iso
-from amazon_optiply.clients.selling_partner import SellingPartner, _amazon_now
+from amazon_optiply.clients.selling_partner import SellingPartner, amazon_time
 from amazon_optiply.marketplaces import MARKETPLACES
 
 FINANCES_PAGE_SIZE = 100  # Amazon's maximum
@@ -132,7 +132,7 @@ def finances_clock(partner: SellingPartner, marketplace: str, probe_at: datetime
     answer = partner.caller.call(
         "listFinancialEvents", lambda: api.list_financial_events(**params), expect="FinancialEvents"
     )
-    return _amazon_now(answer.headers)
+    return amazon_time(answer.headers)
 
 
 def financial_events(
@@ -206,7 +206,7 @@ def inbound_clock(partner: SellingPartner, marketplace: str, probe_at: datetime)
     api = partner.api(FulfillmentInboundV0, marketplace)
     params = _shipment_query(marketplace, probe_at, probe_at + timedelta(seconds=1))
     answer = partner.caller.call("getShipments", lambda: api.get_shipments(**params), expect="ShipmentData")
-    return _amazon_now(answer.headers)
+    return amazon_time(answer.headers)
 
 
 def _shipment_query(marketplace: str, after: datetime, before: datetime) -> dict:
