@@ -52,6 +52,8 @@ def settings_resource(init: dg.InitResourceContext) -> IntegrationSettings:
         catalog_refresh_days=int(t.setting("catalog_refresh_days", 30)),
         fba_full_refresh_hours=float(t.setting("fba_full_refresh_hours", 24)),
         max_bad_row_share=float(t.setting("max_bad_row_share", 0.05)),
+        count_inbound=t.setting("count_inbound", False),
+        count_awd=t.setting("count_awd", True),
     )
 
 

@@ -39,6 +39,22 @@ def require_https_unless_loopback(setting: str, url: str) -> None:
         )
 
 
+SETTING_VARIABLES = {"count_inbound": "AMAZON_COUNT_INBOUND", "count_awd": "AMAZON_COUNT_AWD"}
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def parse_flag(value: object, variable: str) -> bool:
+    """A yes/no setting from the environment ("true", "0", ...) or a registry's YAML (true, 1, ...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{variable} must be true or false, not {value!r}")
+
+
 class AmazonResource(dg.ConfigurableResource):
     """The run's SP-API access: configuration only; `partner` does the calls (clients/selling_partner.py)."""
 
@@ -141,6 +157,16 @@ class IntegrationSettings(dg.ConfigurableResource):
     fba_full_refresh_hours: float = 24  # between full inventory reads; cycles in between ask what changed
     # Above this share of unusable listing rows, enriched_catalog's blocking check stops product delivery.
     max_bad_row_share: float = 0.05
+    # Units on their way into FBA count as stock (AMAZON_COUNT_INBOUND). Off by default: Optiply already counts
+    # the purchase orders the seller records, and these units are those orders on their way.
+    count_inbound: bool = False
+    # US products count the seller's AWD units (on hand, and on their way from AWD to FBA) (AMAZON_COUNT_AWD).
+    count_awd: bool = True
+
+    @field_validator("count_inbound", "count_awd", mode="before")
+    @classmethod
+    def _flags(cls, value: object, info) -> bool:
+        return parse_flag(value, SETTING_VARIABLES[info.field_name])
 
     @field_validator("stock_source")
     @classmethod

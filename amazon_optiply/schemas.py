@@ -61,6 +61,11 @@ class WarehouseStock(_Model):
     listing_quantity: Series[pa.Int64] = pa.Field(nullable=True, ge=0)
     stock_level: Series[pa.Int64] = pa.Field(nullable=True, ge=0)
     stock_source: Series[str] = pa.Field(isin=["fba", "listing"])
+    # Beside the stock (transforms/catalog.py with_inbound_units, with_awd_units).
+    inbound_working_quantity: Series[int] | None = pa.Field(ge=0)
+    inbound_shipped_quantity: Series[int] | None = pa.Field(ge=0)
+    inbound_receiving_quantity: Series[int] | None = pa.Field(ge=0)
+    awd_quantity: Series[int] | None = pa.Field(ge=0)
 
 
 class EnrichedCatalog(_Model):

@@ -85,7 +85,12 @@ fba_inventory = sa.Table(
     sa.Column("asin", sa.String(20), nullable=True),
     sa.Column("total_quantity", sa.BigInteger, nullable=False),
     sa.Column("fulfillable_quantity", sa.BigInteger, nullable=False),
+    # Units on their way into FBA (part of total_quantity); added by _add_fba_inbound to older databases.
+    sa.Column("inbound_working_quantity", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("inbound_shipped_quantity", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("inbound_receiving_quantity", sa.BigInteger, nullable=False, server_default="0"),
 )
+FBA_INBOUND_COLUMNS = ("inbound_working_quantity", "inbound_shipped_quantity", "inbound_receiving_quantity")
 
 fba_reads = sa.Table(
     "fba_reads",
@@ -93,6 +98,19 @@ fba_reads = sa.Table(
     sa.Column("marketplace", sa.String(8), primary_key=True),
     sa.Column("read_until", sa.DateTime(timezone=True), nullable=False),  # Amazon's clock
     sa.Column("full_read_at", sa.DateTime(timezone=True), nullable=False),  # ours
+)
+
+# The orders of the orders report whose items (getOrderItems) are fetched or still to fetch, so a cycle spends
+# calls on new orders only, and orders left over by a cycle's time budget wait for the next one.
+itemised_orders = sa.Table(
+    "itemised_orders",
+    metadata,
+    sa.Column("marketplace", sa.String(8), primary_key=True),
+    sa.Column("amazon_order_id", sa.String(32), primary_key=True),
+    sa.Column("order_status", sa.String(32), nullable=False),  # as the orders report had it when queued
+    sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("itemised_at", sa.DateTime(timezone=True), nullable=True),  # None: still to fetch
+    sa.Column("items", sa.Integer, nullable=True),
 )
 
 # The tenant's SP-API token bucket per operation, shared by all its run processes: Amazon's rate limits are
@@ -132,6 +150,21 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _add_fba_inbound(conn) -> None:
+    """A database made before FBA inbound units were kept gets their columns; its snapshot knows none of
+    them, so the next FBA read of every marketplace is a full one."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("fba_inventory")}
+    missing = [name for name in FBA_INBOUND_COLUMNS if name not in present]
+    for name in missing:
+        try:
+            conn.execute(sa.text(f"ALTER TABLE fba_inventory ADD COLUMN {name} BIGINT NOT NULL DEFAULT 0"))
+        except sa.exc.OperationalError as exc:  # SQLite: another process of the tenant added it first
+            if "duplicate column" not in str(exc):
+                raise
+    if missing:
+        conn.execute(fba_reads.delete())
+
+
 class SyncState:
     def __init__(self, database_url: str) -> None:
         self.engine = sa.create_engine(database_url, future=True)
@@ -140,6 +173,7 @@ class SyncState:
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('amazon_optiply.state'))"))
             metadata.create_all(conn)
+            _add_fba_inbound(conn)
 
     # ---- catalog identifiers --------------------------------------------------------------------------
     def cached_identifiers(self, marketplace: str) -> pd.DataFrame:
@@ -332,6 +366,52 @@ class SyncState:
             )
             conn.execute(
                 stream_cursors.insert().values(stream=stream, marketplace=marketplace, cursor=cursor)
+            )
+
+    # ---- itemised orders ------------------------------------------------------------------------------
+    def queue_orders(self, marketplace: str, statuses: dict[str, str], at: datetime) -> int:
+        """Queue the orders (id -> status) never queued before for itemising; returns how many were new."""
+        if not statuses:
+            return 0
+        with self.engine.begin() as conn:
+            known: set[str] = set()
+            for chunk in _chunks(sorted(statuses), 500):
+                known |= set(
+                    conn.execute(
+                        sa.select(itemised_orders.c.amazon_order_id).where(
+                            itemised_orders.c.marketplace == marketplace,
+                            itemised_orders.c.amazon_order_id.in_(chunk),
+                        )
+                    ).scalars()
+                )
+            new = [
+                {"marketplace": marketplace, "amazon_order_id": i, "order_status": s, "queued_at": at}
+                for i, s in sorted(statuses.items())
+                if i not in known
+            ]
+            for chunk in _chunks(new, 5000):
+                conn.execute(itemised_orders.insert(), chunk)
+        return len(new)
+
+    def orders_to_itemise(self, marketplace: str) -> list[tuple[str, str]]:
+        """(order id, status) of the queued orders whose items are still to fetch, oldest first."""
+        query = (
+            sa.select(itemised_orders.c.amazon_order_id, itemised_orders.c.order_status)
+            .where(itemised_orders.c.marketplace == marketplace, itemised_orders.c.itemised_at.is_(None))
+            .order_by(itemised_orders.c.queued_at, itemised_orders.c.amazon_order_id)
+        )
+        with self.engine.connect() as conn:
+            return [(r.amazon_order_id, r.order_status) for r in conn.execute(query)]
+
+    def note_itemised(self, marketplace: str, order_id: str, items: int, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                itemised_orders.update()
+                .where(
+                    itemised_orders.c.marketplace == marketplace,
+                    itemised_orders.c.amazon_order_id == order_id,
+                )
+                .values(itemised_at=at, items=items)
             )
 
     # ---- report FATALs -------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ SETTING_ENV = {
     "catalog_refresh_days": "CATALOG_REFRESH_DAYS",
     "fba_full_refresh_hours": "FBA_FULL_REFRESH_HOURS",
     "max_bad_row_share": "MAX_BAD_ROW_SHARE",
+    "count_inbound": "AMAZON_COUNT_INBOUND",
+    "count_awd": "AMAZON_COUNT_AWD",
     # Vendor tenants (see the README's vendor section).
     "purchase_order_lookback_days": "VENDOR_PURCHASE_ORDER_LOOKBACK_DAYS",
     "distributor_view": "VENDOR_DISTRIBUTOR_VIEW",

@@ -42,6 +42,16 @@ EXPECTED_ASSETS = {
     "optiply_sell_orders": {"optiply_sell_order_payloads", "optiply_existing_sell_orders"},
 }
 
+# The seller's API streams (defs/seller/streams/api.py): raw assets beside the sync, per tenant and marketplace.
+EXPECTED_API_STREAM_ASSETS = {
+    "order_items": {"orders_report"},
+    "order_financial_events": set(),
+    "awd_inventory": set(),
+    "fba_inbound_shipments": set(),
+    "seller_account": set(),
+    "marketplace_participations": set(),
+}
+
 # The vendor integration: its own partitions (vendor accounts) and groups. Deliveries that point at
 # other records' Optiply ids come after the deliveries of those records.
 EXPECTED_VENDOR_ASSETS = {
@@ -89,9 +99,10 @@ VENDOR_DELIVERIES = {
 def test_asset_graph_is_the_documented_lineage():
     graph = defs().resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(EXPECTED_ASSETS) | set(EXPECTED_VENDOR_ASSETS)
+    assert keys == set(EXPECTED_ASSETS) | set(EXPECTED_API_STREAM_ASSETS) | set(EXPECTED_VENDOR_ASSETS)
     for expected, partitions in (
         (EXPECTED_ASSETS, marketplace_partitions),
+        (EXPECTED_API_STREAM_ASSETS, marketplace_partitions),
         (EXPECTED_VENDOR_ASSETS, vendor_partitions),
     ):
         for name, parents in expected.items():
@@ -161,7 +172,7 @@ def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blo
         (c.asset_key.to_user_string(), c.name): c for c in defs().resolve_asset_graph().asset_check_keys
     }
     deliveries = {"optiply_products", "optiply_sell_orders", *VENDOR_DELIVERIES}
-    for name in set(EXPECTED_ASSETS) | set(EXPECTED_VENDOR_ASSETS):
+    for name in set(EXPECTED_ASSETS) | set(EXPECTED_API_STREAM_ASSETS) | set(EXPECTED_VENDOR_ASSETS):
         if name not in deliveries:
             assert (name, "schema") in checks, name
     graph = defs().resolve_asset_graph()

@@ -58,6 +58,13 @@ DOCUMENTED_RATES: dict[str, tuple[float, int]] = {
     "getCatalogItem": (2.0, 2),
     "getPurchaseOrders": (10.0, 10),
     "getPurchaseOrdersStatus": (10.0, 10),
+    # The API streams (streams/api_client.py).
+    "getOrderItems": (0.5, 30),
+    "listFinancialEvents": (0.5, 30),
+    "listInventory": (2.0, 2),  # AWD
+    "getShipments": (2.0, 30),  # FBA Inbound v0
+    "getShipmentItemsByShipmentId": (2.0, 30),
+    "getAccount": (0.016, 15),
 }
 
 

@@ -53,6 +53,13 @@ RATE_LIMITS: dict[str, tuple[float, int]] = {
     "getPurchaseOrders": (10.0, 10),
     "getPurchaseOrder": (10.0, 10),
     "getPurchaseOrdersStatus": (10.0, 10),
+    # The seller's API streams (seller_api.py)
+    "getOrderItems": (0.5, 30),
+    "listFinancialEvents": (0.5, 30),
+    "listInventory": (2.0, 2),
+    "getShipments": (2.0, 30),
+    "getShipmentItemsByShipmentId": (2.0, 30),
+    "getAccount": (0.016, 15),
 }
 
 # FBA reports asked for again within this time go FATAL, as Amazon's near-real-time FBA reports do.
@@ -358,6 +365,9 @@ class AmazonApp:
         from amazon_optiply.sandbox.vendor_api import register_vendor_routes
 
         register_vendor_routes(self)
+        from amazon_optiply.sandbox.seller_api import register_seller_api_routes
+
+        register_seller_api_routes(self)
 
     def dispatch(self, request: Request) -> Response:
         handler, params, path_exists = self.router.match(request.method, request.path)

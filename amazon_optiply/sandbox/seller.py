@@ -381,6 +381,9 @@ class SellerWorld:
                 listings.loc[rows, "price"] = np.round(
                     listings.loc[rows, "price"].to_numpy() * 1.05, decimals
                 )
+        from amazon_optiply.sandbox.seller_api_streams import apply_slot
+
+        apply_slot(self, slot)  # inbound shipments move their FBA rows' inbound and received units
 
     # ---- orders ---------------------------------------------------------------------------------------
     @property
@@ -490,13 +493,17 @@ class SellerWorld:
         remote_id_suffix: str | None = None,
         stock_source: str = "fba",
         counts_pooled_fba: bool = True,
+        count_inbound: bool = False,
+        count_awd: bool = True,
     ) -> pd.DataFrame:
         """The Optiply products one marketplace should produce now (full flavour).
 
         One product per active listing. remoteId is the seller SKU (plus `_<marketplaceId>` outside the
         main marketplace). name: the report's item-name truncated to 255; eanCode: the first EAN of the
-        ASIN in that marketplace; stockLevel: FBA totalQuantity summed over the SKU's rows, falling back to
-        the listing quantity when that is 0 (stock_source "fba"), or the listing quantity only ("listing").
+        ASIN in that marketplace; stockLevel: FBA totalQuantity summed over the SKU's rows, less its inbound
+        units unless `count_inbound`, falling back to the listing quantity when that is 0 (stock_source
+        "fba"), or the listing quantity only ("listing"); in the US plus the SKU's AWD units (available,
+        reserved and on their way to FBA) when `count_awd` and the source is "fba".
         A marketplace that does not carry its Pan-EU pool (`counts_pooled_fba` False) gets no FBA units.
         """
         market: Marketplace = MARKETPLACES[mp]
@@ -514,6 +521,8 @@ class SellerWorld:
                 "unfulfillable",
             ]
         ].sum(axis=1)
+        if not count_inbound:
+            fba["total"] -= fba[["inbound_working", "inbound_shipped", "inbound_receiving"]].sum(axis=1)
         fba_total = fba.groupby("sku")["total"].sum()
         active = listings[listings["status"] == "Active"].copy()
         quantity = active["quantity"].clip(lower=0)
@@ -521,6 +530,11 @@ class SellerWorld:
         if stock_source == "listing" or not counts_pooled_fba:
             stock = stock * 0
         active["stockLevel"] = np.where(stock > 0, stock, quantity)
+        if count_awd and stock_source == "fba" and mp == "US":
+            from amazon_optiply.sandbox.seller_api_streams import streams_of
+
+            awd = {s.sku: s.available + s.reserved + s.replenishment for s in streams_of(self).awd.values()}
+            active["stockLevel"] += active["sku"].map(awd).fillna(0).astype(int)
         active["name"] = active["name"].map(lambda s: report_text(s, market.charset)[:OPTIPLY_NAME_LIMIT])
         active["eanCode"] = active["eans"].map(lambda e: e[0] if e else None)
         suffix = "" if remote_id_suffix is None else f"_{remote_id_suffix}"

@@ -22,6 +22,16 @@ FBA_COLUMNS = {
     "condition": "string",
     "total_quantity": "int64",
     "fulfillable_quantity": "int64",
+    # Units on their way into FBA, part of total_quantity (details of getInventorySummaries).
+    "inbound_working_quantity": "int64",
+    "inbound_shipped_quantity": "int64",
+    "inbound_receiving_quantity": "int64",
+}
+INBOUND_COLUMNS = ("inbound_working_quantity", "inbound_shipped_quantity", "inbound_receiving_quantity")
+_INBOUND_DETAILS = {
+    "inbound_working_quantity": "inboundWorkingQuantity",
+    "inbound_shipped_quantity": "inboundShippedQuantity",
+    "inbound_receiving_quantity": "inboundReceivingQuantity",
 }
 
 
@@ -42,6 +52,8 @@ def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
         columns["fulfillable_quantity"] += [
             int((s.get("inventoryDetails") or {}).get("fulfillableQuantity") or 0) for s in summaries
         ]
+        for column, field in _INBOUND_DETAILS.items():
+            columns[column] += [int((s.get("inventoryDetails") or {}).get(field) or 0) for s in summaries]
     return pd.DataFrame(columns, columns=list(FBA_COLUMNS)).astype(FBA_COLUMNS)
 
 
@@ -131,6 +143,43 @@ def warehouse_stock(
     stock["sku"] = stock["sku"].astype("string")
     stock["stock_source"] = stock["stock_source"].astype("string")
     return stock[["sku", "fba_quantity", "listing_quantity", "stock_level", "stock_source"]]
+
+
+def fba_on_hand(fba_inventory: pd.DataFrame) -> pd.DataFrame:
+    """FBA rows whose total_quantity leaves out the units still on their way into FBA (working, shipped,
+    receiving): what warehouse_stock counts unless inbound units are counted too."""
+    out = fba_inventory.copy()
+    inbound = out[list(INBOUND_COLUMNS)].sum(axis=1)
+    out["total_quantity"] = (out["total_quantity"] - inbound).clip(lower=0).astype("int64")
+    return out
+
+
+def with_inbound_units(
+    stock: pd.DataFrame, fba_inventory: pd.DataFrame, counts_pooled_fba: bool = True
+) -> pd.DataFrame:
+    """warehouse_stock with each SKU's inbound FBA units beside its stock (summed over its FBA rows).
+
+    Reported whether or not they are counted in stock_level; 0 where the marketplace does not carry its
+    FBA pool, like fba_quantity.
+    """
+    inbound = fba_inventory.groupby("seller_sku")[list(INBOUND_COLUMNS)].sum()
+    out = stock.copy()
+    for column in INBOUND_COLUMNS:
+        units = out["sku"].map(dict(zip(inbound.index, inbound[column], strict=True)))
+        out[column] = units.fillna(0).astype("int64") * int(counts_pooled_fba)
+    return out
+
+
+def with_awd_units(stock: pd.DataFrame, awd_units: pd.DataFrame | None) -> pd.DataFrame:
+    """warehouse_stock with each SKU's AWD units (`awd_units`: sku, awd_quantity) added to stock_level.
+
+    None (not counted, or the AWD read failed) adds nothing: awd_quantity 0, stock_level as it was.
+    """
+    per_sku = {} if awd_units is None else dict(zip(awd_units["sku"], awd_units["awd_quantity"], strict=True))
+    out = stock.copy()
+    out["awd_quantity"] = out["sku"].map(per_sku).fillna(0).astype("int64")
+    out["stock_level"] = (out["stock_level"] + out["awd_quantity"]).astype("Int64")
+    return out
 
 
 def first_code(codes: pd.Series) -> pd.Series:

@@ -103,12 +103,17 @@ def fba_inventory(
 
     A full read at most every FBA_FULL_REFRESH_HOURS; in between only the rows Amazon changed since the
     last read (startDateTime, a few minutes of overlap) are asked for and merged into the kept snapshot.
+    Amazon's startDateTime does not see changes of the inbound quantities (working, shipped, receiving):
+    when they count as stock (AMAZON_COUNT_INBOUND), every read is a full one. Otherwise a row's inbound
+    units are as of the last full read or the row's last change.
     """
     marketplace = marketplace_of(context.partition_key)
     state = sync_state.open()
     read_until, full_read_at = state.fba_reads(marketplace)
-    full = full_read_at is None or datetime.now(UTC) - full_read_at > timedelta(
-        hours=settings.fba_full_refresh_hours
+    full = (
+        full_read_at is None
+        or settings.count_inbound
+        or datetime.now(UTC) - full_read_at > timedelta(hours=settings.fba_full_refresh_hours)
     )
     since = None if full else read_until - FBA_READ_OVERLAP
     answered: list[datetime] = []
@@ -128,6 +133,10 @@ def fba_inventory(
             frame,
             read="full" if full else f"changed since {since.isoformat()}",
             rows_read=len(changed),
+            inbound_units_as_of="this read"
+            if full
+            else f"the full read of {full_read_at.isoformat()}, or the row's change since (startDateTime "
+            "does not see inbound changes)",
             **_call_metadata(amazon),
         ),
     )

@@ -4,10 +4,13 @@ import dagster as dg
 import pandas as pd
 
 from amazon_optiply import schemas
+from amazon_optiply.clients.amazon import AmazonError, AmazonUnavailableError
 from amazon_optiply.defs.metadata import frame_metadata, markdown_rows, schema_check, schema_check_spec
 from amazon_optiply.marketplaces import fba_pool, fba_pool_home
 from amazon_optiply.partitions import marketplace_of, marketplace_partitions
-from amazon_optiply.resources import IntegrationSettings
+from amazon_optiply.resources import AmazonResource, IntegrationSettings
+from amazon_optiply.streams import api as streams_api
+from amazon_optiply.streams.api_client import ExpiredToken, awd_inventory
 from amazon_optiply.transforms import catalog
 
 GROUP = "warehouse"
@@ -25,16 +28,25 @@ def warehouse_stock(
     listings_report: pd.DataFrame,
     fba_inventory: pd.DataFrame,
     settings: IntegrationSettings,
+    amazon: AmazonResource,
 ):
     """Stock per SKU: FBA rows summed, or the listing quantity (the seed's fallback when FBA stock is 0).
 
     A Pan-European FBA pool is counted in one marketplace only (the main one when it is in the pool).
+    FBA units on their way in (working, shipped, receiving) are shown beside the stock and counted in it
+    only with AMAZON_COUNT_INBOUND. US products add the seller's AWD units with AMAZON_COUNT_AWD; a failed
+    AWD read adds none (never lowers stock) and the metadata says so.
     """
     marketplace = marketplace_of(context.partition_key)
     counts_pool = settings.counts_pooled_fba(marketplace)
-    frame = catalog.warehouse_stock(listings_report, fba_inventory, settings.stock_source, counts_pool)
+    fba = fba_inventory if settings.count_inbound else catalog.fba_on_hand(fba_inventory)
+    frame = catalog.warehouse_stock(listings_report, fba, settings.stock_source, counts_pool)
+    frame = catalog.with_inbound_units(frame, fba_inventory, counts_pool)
+    awd_units, awd_note = _awd_units(context, marketplace, amazon, settings)
+    frame = catalog.with_awd_units(frame, awd_units)
     by_source = frame["stock_source"].value_counts().to_dict()
     pool_home = fba_pool_home(settings.marketplace_codes, settings.main)[fba_pool(marketplace)]
+    inbound = int(frame[list(catalog.INBOUND_COLUMNS)].to_numpy().sum())
     yield dg.Output(
         frame,
         metadata=frame_metadata(
@@ -42,9 +54,40 @@ def warehouse_stock(
             skus_by_stock_source=by_source,
             stock_source=settings.stock_source,
             fba_pool_counted_in=pool_home,
+            inbound_units=inbound,
+            inbound=f"{inbound} units on their way into FBA, "
+            + ("counted in stock_level" if settings.count_inbound else "beside stock_level, not counted"),
+            awd=awd_note,
+            awd_units_counted=int(frame["awd_quantity"].sum()),
         ),
     )
     yield schema_check(frame, schemas.WarehouseStock)
+
+
+AWD_MARKETPLACE = "US"
+
+
+def _awd_units(
+    context: dg.AssetExecutionContext, marketplace: str, amazon: AmazonResource, settings: IntegrationSettings
+) -> tuple[pd.DataFrame | None, str]:
+    """The AWD units to add per SKU (None: none), and what the metadata says about them.
+
+    AWD stores for the US marketplace only. A failed read is never "no AWD stock": it adds nothing, so
+    stock is what it would be without AWD, never lower, and the run goes on.
+    """
+    if not settings.count_awd:
+        return None, "not counted (AMAZON_COUNT_AWD is false)"
+    if marketplace != AWD_MARKETPLACE:
+        return None, f"not counted: AWD stores for the {AWD_MARKETPLACE} marketplace only"
+    if settings.stock_source != "fba":
+        return None, "not counted: AMAZON_STOCK_SOURCE is listing (the listing quantity only)"
+    try:
+        summaries = awd_inventory(amazon.partner)
+    except (AmazonError, AmazonUnavailableError, ExpiredToken) as exc:
+        context.log.warning(f"AWD inventory could not be read; stock is counted without AWD units: {exc}")
+        return None, f"read failed, not counted (stock as without AWD): {exc}"
+    units = streams_api.awd_units(streams_api.awd_inventory_frame(summaries))
+    return units, f"counted: {int(units['awd_quantity'].sum())} units of {len(units)} AWD SKUs"
 
 
 # Rows listed in the quarantine's metadata; the counts are always exact.
