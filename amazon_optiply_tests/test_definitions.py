@@ -163,8 +163,22 @@ def test_orders_do_not_wait_on_products_but_run_after_them():
 def test_the_secondary_flavour_reads_no_listings_and_writes_no_products():
     graph = defs().resolve_asset_graph()
     selected = {k.to_user_string() for k in sync_job("seller", "secondary").selection.resolve(graph)}
-    assert selected == set(EXPECTED_ASSETS) - {k.to_user_string() for k in PRODUCT_SIDE.resolve(graph)}
+    seller_only = set(EXPECTED_ASSETS) - {k.to_user_string() for k in PRODUCT_SIDE.resolve(graph)}
+    assert selected == seller_only | {"order_items"}  # the orders' items come with the orders
     assert "listings_report" not in selected and "optiply_sell_orders" in selected
+
+
+def test_daily_streams_run_in_their_own_job_never_in_the_30_minute_sync():
+    graph = defs().resolve_asset_graph()
+    daily = {
+        k.to_user_string()
+        for k in defs().resolve_job_def("seller_daily_streams").asset_layer.selected_asset_keys
+    }
+    assert {"order_financial_events", "seller_account", "marketplace_participations"} <= daily
+    for flavour in ("full", "secondary"):
+        synced = {k.to_user_string() for k in sync_job("seller", flavour).selection.resolve(graph)}
+        assert synced.isdisjoint(daily), flavour
+    assert defs().resolve_schedule_def("daily_streams").cron_schedule == "15 3 * * *"
 
 
 def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blocking_ones():

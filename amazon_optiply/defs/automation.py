@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import dagster as dg
 import httpx
 
+from amazon_optiply.defs.seller.streams.selection import DAILY_STREAMS, NEAR_REAL_TIME_STREAMS, STOCK_STREAMS
 from amazon_optiply.defs.vendor.selection import VENDOR_FULL, VENDOR_SELL_ORDERS_SIDE
 from amazon_optiply.partitions import PARTITIONS_OF
 from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
@@ -48,8 +49,8 @@ def job_name(tenant: Tenant) -> str:
 def _selection(integration: str, flavour: str) -> dg.AssetSelection:
     if integration == "vendor":
         return VENDOR_SELL_ORDERS_SIDE if flavour == "sell_orders_only" else VENDOR_FULL
-    everything = dg.AssetSelection.groups(*SELLER_GROUPS)
-    return everything - PRODUCT_SIDE if flavour == "secondary" else everything
+    everything = dg.AssetSelection.groups(*SELLER_GROUPS) | NEAR_REAL_TIME_STREAMS
+    return everything - PRODUCT_SIDE - STOCK_STREAMS if flavour == "secondary" else everything
 
 
 def sync_job(integration: str, flavour: str) -> dg.JobDefinition:
@@ -133,11 +134,52 @@ def tenant_registry(jobs: list[dg.JobDefinition]) -> dg.SensorDefinition:
     return tenant_registry
 
 
+DAILY_STREAMS_JOB = "seller_daily_streams"
+
+
+def daily_streams_job() -> dg.JobDefinition:
+    return dg.define_asset_job(
+        DAILY_STREAMS_JOB,
+        selection=DAILY_STREAMS,
+        description="The tap's daily streams for one seller tenant's marketplace: financial events, sales and "
+        "traffic, the ledger, customer shipments, the account. Kept out of the 30-minute sync.",
+        # Behind any queued 30-minute sync: both hold the partition's one run slot.
+        tags={"dagster/priority": "-1"},
+    )
+
+
+def daily_streams_schedule(job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="daily_streams",
+        job=job,
+        cron_schedule="15 3 * * *",  # 03:15 UTC: Amazon's daily figures of yesterday are mostly in
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def daily_streams(context: dg.ScheduleEvaluationContext):
+        """One run per marketplace of every seller tenant not paused."""
+        stamp = context.scheduled_execution_time.strftime("%Y%m%d")
+        for tenant in TenantRegistry.load().tenants.values():
+            if tenant.paused or tenant.integration != "seller":
+                continue
+            for key, marketplace in zip(tenant.partition_keys(), tenant.marketplaces, strict=True):
+                yield dg.RunRequest(
+                    run_key=f"{key}-daily-{stamp}",
+                    partition_key=key,
+                    tags={"tenant": tenant.name, "marketplace": marketplace},
+                )
+
+    return daily_streams
+
+
 def sync_automation() -> dg.Definitions:
     jobs = {key: sync_job(*key) for key in SYNC_JOBS}
+    daily = daily_streams_job()
     return dg.Definitions(
-        jobs=list(jobs.values()),
-        schedules=[every_30_minutes(*key, job) for key, job in jobs.items()],
+        jobs=[*jobs.values(), daily],
+        schedules=[
+            *(every_30_minutes(*key, job) for key, job in jobs.items()),
+            daily_streams_schedule(daily),
+        ],
         sensors=[tenant_registry(list(jobs.values())), tenant_run_failures, late_tenants],
     )
 
