@@ -13,11 +13,13 @@ The exit status is non-zero when any of the last four is not 0, or no cycle ever
 With `--vendor` the sandbox gets a Vendor Central world and the registry (a TENANTS_FILE the soak writes)
 one vendor tenant (`--vendor-flavour full` or `sell_orders_only`); each cycle advances the clock
 `--vendor-step-hours` (6 by default: purchase orders are acknowledged, received and closed over days),
-kills aim at each vendor entity's delivery in turn (receipt lines, sell orders, buy orders, products), and
+kills aim at each vendor entity's delivery in turn (receipt lines, products, buy orders, sell orders; the
+first round as Optiply applies the write, before the sync hears back), the tenant settles through the
+faults (a cycle whose report a fault CANCELLED does not count as settled: it keeps older figures), and
 the end state is compared with the vendor world's ground truth (sandbox/vendor_truth.py): buy orders,
 their lines, receipt lines (per line they add up to Amazon's cumulative received count, each remoteId once)
 and sell orders count as orders; suppliers, products and supplier products as products. Order records
-whose fields differ from the truth are counted as `orders_wrong` (also a failure).
+whose fields differ from the truth are counted as `orders_wrong` (also a failure), on the same line.
 """
 
 from __future__ import annotations
@@ -296,11 +298,13 @@ def soak(
 
 VENDOR_TENANT = "vendorsoak"
 # What the kills of a vendor soak aim at, in turn: (entity, how many of its writes in the cycle before the
-# kill). Receipt lines first: a receipt counted twice is the costliest mistake. A kill whose entity is not
-# written in its cycle moves to the next cycle; after two such moves it takes any write.
+# kill). Receipt lines first: a receipt counted twice is the costliest mistake. The first round of kills
+# lands as Optiply applies the write, before its answer (the record exists, the sync never learns its id);
+# the next round a little after, by polling; and so on. A kill whose entity is not written in its cycle
+# moves to the next cycle; after four such moves (a day at 6-hour cycles) it takes any write.
 VENDOR_KILL_TARGETS = {
-    "full": (("receiptLines", 1), ("sellOrders", 4), ("buyOrders", 1), ("products", 2)),
-    "sell_orders_only": (("sellOrders", 1),),
+    "full": (("receiptLines", 1), ("products", 2), ("buyOrders", 1), ("sellOrders", 4)),
+    "sell_orders_only": (("sellOrders", 1), ("sellOrders", 2)),
 }
 
 
@@ -599,9 +603,8 @@ def vendor_soak(
     targets = VENDOR_KILL_TARGETS[flavour]
 
     def kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple[int, str | None, bool]:
-        # Every other kill lands as Optiply applies the write, before the sync hears back.
-        before_answer = kills_so_far % 2 == 0
-        if deferred >= 2:
+        before_answer = (kills_so_far // len(targets)) % 2 == 0
+        if deferred >= 4:
             return 1, None, before_answer
         entity, writes = targets[kills_so_far % len(targets)]
         return writes, entity, before_answer
