@@ -496,7 +496,8 @@ def compare_vendor_with_ground_truth(
             }
             for key, order in demand.items()
         }
-        _check_orders(tally, "sellOrders", _sell_order_lines(held["sellOrders"]), sell_orders)
+        demand_lines = _sell_order_lines(held["sellOrders"], ("productId", "quantity"))
+        _check_orders(tally, "sellOrders", demand_lines, sell_orders)
         orders_expected = len(buy_orders) + len(lines) + receipt_lines + len(sell_orders)
         products_expected = len(suppliers) + len(products) + len(supplier_products)
     else:
@@ -527,7 +528,8 @@ def compare_vendor_with_ground_truth(
             }
             for number, order in expected.items()
         }
-        _check_orders(tally, "sellOrders", _sell_order_lines(held["sellOrders"], sort=True), sell_orders)
+        po_lines = _sell_order_lines(held["sellOrders"], ("productId", "quantity", "subtotalValue"))
+        _check_orders(tally, "sellOrders", po_lines, sell_orders)
         orders_expected, products_expected = len(sell_orders), len(expected_products)
     return {
         "orders_expected": orders_expected,
@@ -541,16 +543,14 @@ def compare_vendor_with_ground_truth(
     }
 
 
-def _sell_order_lines(held: dict[str, list[dict]], sort: bool = False) -> dict[str, list[dict]]:
-    """Sell orders with their lines cut to what the truth gives (product, quantity, subtotal where given)."""
-    keep = ("productId", "quantity", "subtotalValue") if sort else ("productId", "quantity")
+def _sell_order_lines(held: dict[str, list[dict]], fields: tuple[str, ...]) -> dict[str, list[dict]]:
+    """Sell orders with their lines cut to the fields the truth gives, ordered by product."""
     out = {}
     for remote_id, copies in held.items():
         out[remote_id] = []
         for order in copies:
-            order_lines = [{k: line.get(k) for k in keep} for line in order.get("orderLines") or []]
-            if sort:
-                order_lines.sort(key=lambda line: line["productId"] or 0)
+            order_lines = [{k: line.get(k) for k in fields} for line in order.get("orderLines") or []]
+            order_lines.sort(key=lambda line: line["productId"] or 0)
             out[remote_id].append({**order, "orderLines": order_lines})
     return out
 

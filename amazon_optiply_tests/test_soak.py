@@ -172,3 +172,37 @@ def test_the_vendor_soaks_judge_counts_what_is_lost_doubled_unexpected_or_wrong(
     )
     assert changed("supplierProducts", lambda t, i: t.pop(i))["products_wrong"] == 1
     assert changed("suppliers", lambda t, i: t.__setitem__(999_999, dict(t[i])))["products_wrong"] == 1
+
+
+def test_the_vendor_soaks_judge_in_sell_orders_only_wants_the_parents_products_untouched_and_its_orders():
+    world = VendorWorld(VendorConfig(origin=ORIGIN))
+    facts = world.facts(ORIGIN + timedelta(days=1))
+    parent = world.parent_products()
+    snapshot: dict[str, dict[int, dict]] = {e: {} for e in ENTITIES}
+    snapshot["products"] = {i: dict(p) for i, p in enumerate(parent, start=1)}
+    id_of_ean = {p["eanCode"]: i for i, p in snapshot["products"].items()}
+    orders = vendor_truth.expected_po_sell_orders(facts, ORDERS_START, set(id_of_ean))
+    for i, (number, order) in enumerate(orders.items(), start=1000):
+        lines = [{"productId": id_of_ean[ean], **line} for ean, line in order["lines"].items()]
+        snapshot["sellOrders"][i] = {
+            "remoteId": number,
+            "placed": order["placed"],
+            "totalValue": order["totalValue"],
+            "orderLines": lines[::-1],
+        }
+    assert orders
+
+    def judge(snapshot) -> dict[str, int]:
+        result = soak.compare_vendor_with_ground_truth(
+            facts, snapshot, "sell_orders_only", ORDERS_START, parent
+        )
+        return {k: result[k] for k in (*COUNTERS, "orders_wrong")}
+
+    assert judge(snapshot) == dict.fromkeys((*COUNTERS, "orders_wrong"), 0)
+    touched = copy.deepcopy(snapshot)
+    touched["products"][1]["stockLevel"] += 1
+    touched["suppliers"][5] = {"remoteId": "OPTV1", "name": "OPTV1"}
+    assert judge(touched)["products_wrong"] == 2
+    doubled = copy.deepcopy(snapshot)
+    doubled["sellOrders"][999_999] = dict(doubled["sellOrders"][1000])
+    assert judge(doubled)["orders_duplicated"] == 1
