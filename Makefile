@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test test-fast sync soak bench lint format sandbox
+.PHONY: run test test-fast sync soak soak-vendor bench lint format sandbox
 # One pytest worker per core; tests that share a module's server run on one worker (xdist_group).
 PYTEST_PARALLEL := -n auto --dist loadgroup
 
@@ -39,6 +39,10 @@ sync: $(STAMP)  ## one headless sync of every marketplace against the embedded s
 
 soak: $(STAMP)  ## 30 cycles of DE,US against the hostile sandbox, the sync killed twice; ground truth compared
 	$(PY) -m amazon_optiply.soak --cycles $${SOAK_CYCLES:-30} --kills $${SOAK_KILLS:-2}
+
+soak-vendor: $(STAMP)  ## 30 six-hour cycles of a vendor tenant against the hostile sandbox, killed 3 times; vendor ground truth compared
+	$(PY) -m amazon_optiply.soak --vendor --vendor-flavour $${SOAK_VENDOR_FLAVOUR:-full} \
+	  --cycles $${SOAK_CYCLES:-30} --kills $${SOAK_KILLS:-3}
 
 bench: $(STAMP)  ## performance figures against the sandbox: prints a table, writes bench/results.json
 	$(PY) -m amazon_optiply.bench --scale full

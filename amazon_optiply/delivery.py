@@ -200,7 +200,9 @@ def deliver_records(
 
     New records are POSTed (intent recorded before, done after); records on record get a PATCH of only the
     attributes that changed since what was last sent, unless `create_only` (sell orders, receipts: posted
-    once, never updated). What did not change is not written.
+    once, never updated). What did not change is not written. A record settled after a crash or a lost
+    answer has nothing on record of what it holds (it was created from an earlier cycle's attributes): it
+    gets a PATCH of all its attributes once.
     """
     report = DeliveryReport(recovered=settle_intended(client, state, entity, marketplace))
     records = state.records(entity, marketplace)
@@ -213,7 +215,7 @@ def deliver_records(
             before = json.loads(previous) if isinstance(previous, str) else None
             changed = {k: v for k, v in attributes.items() if before is None or before.get(k) != v}
             changed.pop("remoteId", None)
-            if create_only or before is None or not changed:
+            if create_only or not changed:
                 if before is None:  # settled after a lost answer: remember what it holds now
                     state.record_done(
                         entity, remote_id, marketplace, int(done.at[remote_id, "optiply_id"]), sent
@@ -282,12 +284,22 @@ def deliver_buy_orders(
 
 
 def received_on_record(state: SyncState, marketplace: str) -> dict[str, int]:
-    """Per buy order line remoteId, the cumulative received eaches its delivered receipt lines add up to."""
+    """Per buy order line remoteId, the cumulative received eaches its delivered receipt lines add up to.
+
+    A receipt settled after a crash (found in Optiply, nothing on record of what was sent) counts by its
+    remoteId, `<line remoteId>-<cumulative received>`: it names the count it brought its line to.
+    """
     records = state.records(RECEIPT_LINES, marketplace)
+    done = records[records["state"] == "done"]
     totals: dict[str, int] = {}
-    for raw in records.loc[records["state"] == "done", "attributes_json"].dropna():
-        receipt = json.loads(raw)
-        totals[receipt["line"]] = max(totals.get(receipt["line"], 0), int(receipt["received_total"]))
+    for remote_id, raw in zip(done["remote_id"], done["attributes_json"], strict=True):
+        if isinstance(raw, str):
+            receipt = json.loads(raw)
+            line, received = receipt["line"], int(receipt["received_total"])
+        else:
+            line, _, count = str(remote_id).rpartition("-")
+            received = int(count)
+        totals[line] = max(totals.get(line, 0), received)
     return totals
 
 
@@ -297,9 +309,13 @@ def deliver_receipt_lines(
     """POST each receipt line once; `receipts` comes from transforms.receipt_lines after settle_intended."""
     report = DeliveryReport()
     line_ids = optiply_ids(state, BUY_ORDER_LINES, marketplace)
+    delivered = set(optiply_ids(state, RECEIPT_LINES, marketplace))
     for r in receipts.itertuples(index=False):
         if r.line_remote_id not in line_ids:
             report.add("line_unknown")
+            continue
+        if r.remoteId in delivered:  # never twice, whatever the plan says
+            report.add("already_delivered")
             continue
         state.record_intent(RECEIPT_LINES, r.remoteId, marketplace)
         attributes = {

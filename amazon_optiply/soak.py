@@ -9,55 +9,123 @@ clock still) until one succeeds for every marketplace, and the result is one lin
     cycles=30 kills=2 faults=412 orders_lost=0 orders_duplicated=0 orders_unexpected=0 products_wrong=0
 
 The exit status is non-zero when any of the last four is not 0, or no cycle ever succeeded.
+
+With `--vendor` the sandbox gets a Vendor Central world and the registry (a TENANTS_FILE the soak writes)
+one vendor tenant (`--vendor-flavour full` or `sell_orders_only`); each cycle advances the clock
+`--vendor-step-hours` (6 by default: purchase orders are acknowledged, received and closed over days),
+kills aim at each vendor entity's delivery in turn (receipt lines, products, buy orders, sell orders; the
+first round as Optiply applies the write, before the sync hears back), the tenant settles through the
+faults (a cycle whose report a fault CANCELLED does not count as settled: it keeps older figures), and
+the end state is compared with the vendor world's ground truth (sandbox/vendor_truth.py): buy orders,
+their lines, receipt lines (per line they add up to Amazon's cumulative received count, each remoteId once)
+and sell orders count as orders; suppliers, products and supplier products as products. Order records
+whose fields differ from the truth are counted as `orders_wrong` (also a failure), on the same line.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections import Counter
-from datetime import timedelta
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from amazon_optiply.marketplaces import MARKETPLACES, fba_pool, fba_pool_home
+from amazon_optiply.sandbox import vendor_truth
 from amazon_optiply.sandbox.amazon import AmazonSettings
 from amazon_optiply.sandbox.faults import parse_faults
 from amazon_optiply.sandbox.seller import SellerConfig
-from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
+from amazon_optiply.sandbox.server import OPTIPLY_ACCOUNT_ID, OPTIPLY_COUPLING_ID, Sandbox, SandboxConfig
+from amazon_optiply.sandbox.vendor import VendorConfig, VendorFacts
 
 PRODUCT_FIELDS = ["name", "skuCode", "eanCode", "price", "stockLevel"]
+SUMMARY_LINE = re.compile(r"^[a-z0-9][a-z0-9_-]*/[A-Z]{2}: ")  # the sync's line per partition
 
 
 def _sync_command() -> list[str]:
     return [sys.executable, "-m", "amazon_optiply.sync"]
 
 
+def _is_write_to(entry: dict, entity: str | None) -> bool:
+    """Whether a logged Optiply request is a write (to `entity` only, when given)."""
+    if entry["method"] not in ("POST", "PATCH", "DELETE"):
+        return False
+    path = entry["path"]
+    if entity is None:
+        return path.startswith("/v1/")
+    return path == f"/v1/{entity}" or path.startswith(f"/v1/{entity}/")
+
+
+def _writes(sandbox: Sandbox, entity: str | None = None) -> int:
+    """How many writes Optiply has received (to `entity` only, when given), answered or not."""
+    with sandbox.optiply.lock:  # counted in place: a copy of every request each poll would cost more
+        return sum(1 for entry in sandbox.optiply.requests if _is_write_to(entry, entity))
+
+
 def run_cycle(
-    env: dict[str, str], sandbox: Sandbox, kill_after_writes: int | None, log_path: Path, log
+    env: dict[str, str],
+    sandbox: Sandbox,
+    kill_after_writes: int | None,
+    log_path: Path,
+    log,
+    kill_entity: str | None = None,
+    before_answer: bool = False,
 ) -> str:
-    """One sync process (its output in `log_path`); returns "ok", "failed" or "killed"."""
-    writes_before = len(sandbox.optiply.writes())
+    """One sync process (its output in `log_path`); returns "ok", "failed" or "killed".
+
+    With `kill_after_writes` the process is killed (SIGKILL, its whole process group) once Optiply has
+    received that many of its writes (to `kill_entity` only, when given): mid-delivery. Seen by polling,
+    the kill lands a little after that write; `before_answer` kills from within the sandbox as it applies
+    the write, before answering: Optiply has the record, the sync never learns its id.
+    """
+    writes_before, entity_before = _writes(sandbox), _writes(sandbox, kill_entity)
+    killed = threading.Event()
     with log_path.open("w") as out:
         process = subprocess.Popen(_sync_command(), env=env, stdout=out, stderr=out, start_new_session=True)
-        while process.poll() is None:
-            if (
-                kill_after_writes is not None
-                and len(sandbox.optiply.writes()) - writes_before >= kill_after_writes
-            ):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                log(f"  killed after {len(sandbox.optiply.writes()) - writes_before} writes")
-                return "killed"
-            time.sleep(0.02)
+        if kill_after_writes is not None and before_answer:
+            seen = [0]
+
+            def on_write(entry: dict) -> None:
+                if not killed.is_set() and _is_write_to(entry, kill_entity):
+                    seen[0] += 1
+                    if seen[0] >= kill_after_writes:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        killed.set()
+
+            sandbox.optiply.on_write = on_write
+        try:
+            while process.poll() is None:
+                if (
+                    kill_after_writes is not None
+                    and not before_answer
+                    and _writes(sandbox, kill_entity) - entity_before >= kill_after_writes
+                ):
+                    os.killpg(process.pid, signal.SIGKILL)
+                    killed.set()
+                if killed.is_set():
+                    break
+                time.sleep(0.01)
+            process.wait()
+        finally:
+            sandbox.optiply.on_write = None
+    if killed.is_set():
+        target = f" ({kill_entity} {_writes(sandbox, kill_entity) - entity_before})" if kill_entity else ""
+        when = ", the last one before its answer" if before_answer else ""
+        log(f"  killed after {_writes(sandbox) - writes_before} writes{target}{when}")
+        return "killed"
     # One summary line per partition: `<tenant>/<marketplace>: ...`.
-    summary = [line for line in log_path.read_text().splitlines() if line.split(":")[0].count("/") == 1]
+    summary = [line for line in log_path.read_text().splitlines() if SUMMARY_LINE.match(line)]
     for line in summary:
         log(f"  {line}")
     return "ok" if process.returncode == 0 else "failed"
@@ -127,6 +195,53 @@ def compare_with_ground_truth(
     }
 
 
+def run_cycles(
+    sandbox: Sandbox,
+    env: dict[str, str],
+    cycles: int,
+    kills: int,
+    step: timedelta,
+    workdir: Path,
+    log,
+    kill_point,
+    settled=lambda cycle_faults: True,
+) -> tuple[Counter[str], bool]:
+    """`cycles` cycles, each advancing the clock `step` and running one sync process, `kills` of them killed
+    mid-delivery; then cycles on the same clock (faults still on) until one is "ok" and `settled` accepts
+    the faults injected during it. `kill_point(cycle, kills_so_far, deferred)` says when to kill: (writes,
+    entity or None for any, whether before the answer, see run_cycle). Returns the outcomes and whether it settled."""
+    # Kill cycles spread over the run, never the last one.
+    kill_cycles = {round((i + 1) * cycles / (kills + 1)) for i in range(kills)} if kills else set()
+    outcomes: Counter[str] = Counter()
+    deferred = 0
+    for cycle in range(1, cycles + 1):
+        sandbox.advance(step)
+        after, entity, before_answer = (
+            kill_point(cycle, outcomes["killed"], deferred) if cycle in kill_cycles else (None, None, False)
+        )
+        outcome = run_cycle(
+            env, sandbox, after, workdir / f"cycle-{cycle:03d}.log", log, entity, before_answer
+        )
+        if cycle in kill_cycles:
+            if outcome != "killed":
+                kill_cycles.add(cycle + 1)  # the process ended before writing that much: kill the next one
+                deferred += 1
+            else:
+                deferred = 0
+        outcomes[outcome] += 1
+        log(f"cycle {cycle}: {outcome} (faults so far {sandbox.faults.total_injected})")
+    for attempt in range(1, 9):  # faults stay on: the platform must settle through them
+        before = dict(sandbox.faults.injected)
+        outcome = run_cycle(env, sandbox, None, workdir / f"settle-{attempt}.log", log)
+        injected = {k: n - before[k] for k, n in sandbox.faults.injected.items() if n > before[k]}
+        log(f"settle {attempt}: {outcome}")
+        if outcome == "ok":
+            if settled(injected):
+                return outcomes, True
+            log(f"  not settled: faults during it {injected}")
+    return outcomes, False
+
+
 def soak(
     cycles: int, kills: int, marketplaces: list[str], skus: int, faults: str, seed: int, workdir: Path, log
 ) -> dict[str, int]:
@@ -150,31 +265,372 @@ def soak(
         "DAGSTER_HOME": str(workdir / "dagster"),
         "AMAZON_REPORT_DEADLINE_SECONDS": "120",
     }
-    # Kill cycles spread over the run, never the last one.
-    kill_cycles = {round((i + 1) * cycles / (kills + 1)) for i in range(kills)} if kills else set()
-    outcomes: Counter[str] = Counter()
     try:
-        for cycle in range(1, cycles + 1):
-            sandbox.advance(timedelta(minutes=30))
-            # Kill once a few writes went out: products are written first, orders after them.
-            kill_after = 3 + cycle % 7 if cycle in kill_cycles else None
-            outcome = run_cycle(env, sandbox, kill_after, workdir / f"cycle-{cycle:03d}.log", log)
-            if cycle in kill_cycles and outcome != "killed":
-                kill_cycles.add(cycle + 1)  # the process ended before writing: kill the next one
-            outcomes[outcome] += 1
-            log(f"cycle {cycle}: {outcome} (faults so far {sandbox.faults.total_injected})")
-        settled = False
-        for attempt in range(1, 9):  # faults stay on: the platform must settle through them
-            outcome = run_cycle(env, sandbox, None, workdir / f"settle-{attempt}.log", log)
-            log(f"settle {attempt}: {outcome}")
-            if outcome == "ok":
-                settled = True
-                break
+        # Kill once a few writes went out: products are written first, orders after them.
+        outcomes, settled = run_cycles(
+            sandbox,
+            env,
+            cycles,
+            kills,
+            timedelta(minutes=30),
+            workdir,
+            log,
+            kill_point=lambda cycle, _kills, _deferred: (3 + cycle % 7, None, False),
+        )
         result = compare_with_ground_truth(sandbox, marketplaces, marketplaces[0], orders_start)
         wrong = result.pop("products_wrong_rows")
         wrong.to_csv(workdir / "products_wrong.csv", index=False)
         for row in wrong.head(10).itertuples():
             log(f"  product {row.remoteId}: {row.problem}")
+        return {
+            "cycles": cycles,
+            "kills": outcomes["killed"],
+            "failed_cycles": outcomes["failed"],
+            "faults": sandbox.faults.total_injected,
+            **result,
+            "settled": int(settled),
+        }
+    finally:
+        sandbox.stop()
+
+
+# ---- the vendor variant ----------------------------------------------------------------------------------
+
+VENDOR_TENANT = "vendorsoak"
+# What the kills of a vendor soak aim at, in turn: (entity, how many of its writes in the cycle before the
+# kill). Receipt lines first: a receipt counted twice is the costliest mistake. The first round of kills
+# lands as Optiply applies the write, before its answer (the record exists, the sync never learns its id);
+# the next round a little after, by polling; and so on. A kill whose entity is not written in its cycle
+# moves to the next cycle; after four such moves (a day at 6-hour cycles) it takes any write.
+VENDOR_KILL_TARGETS = {
+    "full": (("receiptLines", 1), ("products", 2), ("buyOrders", 1), ("sellOrders", 4)),
+    "sell_orders_only": (("sellOrders", 1), ("sellOrders", 2)),
+}
+
+
+@dataclass
+class Tally:
+    """The soak's counters and the problems behind them, a row per record found wrong."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, counter: str, entity: str, remote_id: str, problem: str, n: int = 1) -> None:
+        self.counts[counter] += n
+        self.rows.append({"counter": counter, "entity": entity, "remoteId": remote_id, "problem": problem})
+
+
+def _by_remote_id(records: dict[int, dict]) -> dict[str, list[dict]]:
+    """remoteId -> every copy Optiply holds (with its id), lowest id first."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for record_id in sorted(records):
+        out[str(records[record_id].get("remoteId"))].append({"id": record_id, **records[record_id]})
+    return out
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, float) and isinstance(got, int | float):
+        return abs(got - want) < 0.005
+    return got == want
+
+
+def _differences(got: dict, want: dict) -> list[str]:
+    return [
+        f"{k}: expected {v!r}, Optiply {got.get(k)!r}" for k, v in want.items() if not _same(got.get(k), v)
+    ]
+
+
+def _check_products(
+    tally: Tally, entity: str, held: dict[str, list[dict]], expected: dict[str, dict]
+) -> None:
+    """Product-like records (suppliers, products, supplierProducts): each wrong one counts once."""
+    for remote_id in sorted(held.keys() | expected.keys()):
+        copies = held.get(remote_id, [])
+        if not copies:
+            problems = ["missing"]
+        elif remote_id not in expected:
+            problems = ["not expected"]
+        else:
+            problems = [f"{len(copies)} copies"] if len(copies) > 1 else []
+            problems += _differences(copies[0], expected[remote_id])
+        if problems:
+            tally.add("products_wrong", entity, remote_id, "; ".join(problems))
+
+
+def _check_orders(tally: Tally, entity: str, held: dict[str, list[dict]], expected: dict[str, dict]) -> None:
+    """Order records (buy orders, their lines, sell orders): lost, duplicated, unexpected or wrong."""
+    for remote_id in sorted(held.keys() | expected.keys()):
+        copies = held.get(remote_id, [])
+        if not copies:
+            tally.add("orders_lost", entity, remote_id, "missing")
+        elif remote_id not in expected:
+            tally.add(
+                "orders_unexpected", entity, remote_id, f"not expected ({len(copies)} held)", len(copies)
+            )
+        else:
+            if len(copies) > 1:
+                tally.add("orders_duplicated", entity, remote_id, f"{len(copies)} copies", len(copies) - 1)
+            differs = _differences(copies[0], expected[remote_id])
+            if differs:
+                tally.add("orders_wrong", entity, remote_id, "; ".join(differs))
+
+
+def _first_id(held: dict[str, list[dict]], remote_id: str) -> int | None:
+    copies = held.get(remote_id)
+    return copies[0]["id"] if copies else None
+
+
+def _check_receipts(tally: Tally, snapshot: dict, held_lines: dict[str, list[dict]], orders: dict) -> int:
+    """Per buy order line, its receipt lines add up to what Amazon received (never more), each remoteId
+    (`<line>-<cumulative>`) once, the newest one on Amazon's last receive date. Returns the lines expected
+    to have receipts."""
+    receipts = _by_remote_id(snapshot["receiptLines"])
+    for remote_id, copies in receipts.items():
+        if len(copies) > 1:
+            tally.add(
+                "orders_duplicated", "receiptLines", remote_id, f"{len(copies)} copies", len(copies) - 1
+            )
+    line_of = {copy["id"]: remote_id for remote_id, copies in held_lines.items() for copy in copies}
+    expected_lines = {line_id: line for order in orders.values() for line_id, line in order["lines"].items()}
+    on_line: dict[str, list[dict]] = defaultdict(list)
+    for remote_id, copies in receipts.items():
+        for receipt in copies:
+            line_id = line_of.get(receipt.get("buyOrderLineId"))
+            match = re.fullmatch(r"(.+)-(\d+)", remote_id)
+            if line_id not in expected_lines or match is None or match.group(1) != line_id:
+                problem = f"on line {line_id or receipt.get('buyOrderLineId')}, not a receipt of it"
+                tally.add("orders_unexpected", "receiptLines", remote_id, problem)
+                continue
+            if int(match.group(2)) > expected_lines[line_id]["received"]:
+                problem = (
+                    f"names {match.group(2)} received, Amazon received {expected_lines[line_id]['received']}"
+                )
+                tally.add("orders_unexpected", "receiptLines", remote_id, problem)
+                continue
+            on_line[line_id].append(receipt)
+    with_receipts = 0
+    for line_id, line in expected_lines.items():
+        if not line["received"] and not on_line.get(line_id):
+            continue
+        with_receipts += 1
+        got = on_line.get(line_id, [])
+        total = sum(int(r["quantity"]) for r in got)
+        doubled = len({r["remoteId"] for r in got}) < len(got)
+        if total < line["received"]:
+            problem = f"receipts add up to {total}, Amazon received {line['received']}"
+            tally.add("orders_lost", "receiptLines", line_id, problem)
+        elif total > line["received"] and not doubled:  # a doubled remoteId is counted above
+            problem = f"receipts add up to {total}, Amazon received {line['received']}"
+            tally.add("orders_duplicated", "receiptLines", line_id, problem)
+        elif line["received"]:
+            newest = [r for r in got if r["remoteId"] == f"{line_id}-{line['received']}"]
+            when = vendor_truth.optiply_time(line["last_receive_date"])
+            if not newest:
+                tally.add("orders_wrong", "receiptLines", line_id, f"no receipt {line_id}-{line['received']}")
+            elif newest[0].get("occurred") != when:
+                problem = f"newest occurred {newest[0].get('occurred')!r}, Amazon received on {when}"
+                tally.add("orders_wrong", "receiptLines", line_id, problem)
+    return with_receipts
+
+
+def compare_vendor_with_ground_truth(
+    facts: VendorFacts,
+    snapshot: dict[str, dict[int, dict]],
+    flavour: str,
+    orders_start: datetime,
+    parent: list[dict] | None = None,
+) -> dict:
+    """Optiply's state (a sandbox snapshot) against what the vendor world says it should hold.
+
+    Orders: buy orders, buy order lines, receipt lines (per line) and sell orders; products: suppliers,
+    products and supplier products (in sell_orders_only: the parent's products, untouched, and nothing else).
+    """
+    tally = Tally()
+    held = {entity: _by_remote_id(records) for entity, records in snapshot.items()}
+    if flavour == "full":
+        suppliers = vendor_truth.expected_suppliers(facts)
+        products = vendor_truth.expected_products(facts)
+        _check_products(tally, "suppliers", held["suppliers"], suppliers)
+        _check_products(tally, "products", held["products"], products)
+        supplier_products = {
+            remote_id: {
+                "supplierId": _first_id(held["suppliers"], sp["supplier"]),
+                "productId": _first_id(held["products"], sp["product"]),
+                "price": sp["price"],
+                "deliveryTime": sp["deliveryTime"],
+            }
+            for remote_id, sp in vendor_truth.expected_supplier_products(facts).items()
+        }
+        _check_products(tally, "supplierProducts", held["supplierProducts"], supplier_products)
+        product_of_asin = {p.asin: _first_id(held["products"], p.ean) for p in facts.products}
+
+        orders = vendor_truth.expected_buy_orders(facts)
+        buy_orders = {
+            number: {
+                "supplierId": _first_id(held["suppliers"], order["supplier"]),
+                **{k: order[k] for k in ("placed", "expectedDeliveryDate", "totalValue", "completed")},
+            }
+            for number, order in orders.items()
+        }
+        _check_orders(tally, "buyOrders", held["buyOrders"], buy_orders)
+        lines = {
+            line_id: {
+                "buyOrderId": _first_id(held["buyOrders"], number),
+                "productId": product_of_asin[line["asin"]],
+                "quantity": line["quantity"],
+                "subtotalValue": line["subtotalValue"],
+            }
+            for number, order in orders.items()
+            for line_id, line in order["lines"].items()
+        }
+        _check_orders(tally, "buyOrderLines", held["buyOrderLines"], lines)
+        receipt_lines = _check_receipts(tally, snapshot, held["buyOrderLines"], orders)
+
+        demand = vendor_truth.expected_demand(facts, orders_start)
+        sell_orders = {
+            key: {
+                "totalValue": order["totalValue"],
+                "orderLines": [
+                    {"productId": product_of_asin[key.split("-", 1)[0]], "quantity": order["quantity"]}
+                ],
+            }
+            for key, order in demand.items()
+        }
+        demand_lines = _sell_order_lines(held["sellOrders"], ("productId", "quantity"))
+        _check_orders(tally, "sellOrders", demand_lines, sell_orders)
+        orders_expected = len(buy_orders) + len(lines) + receipt_lines + len(sell_orders)
+        products_expected = len(suppliers) + len(products) + len(supplier_products)
+    else:
+        parent = parent or []
+        expected_products = {p["remoteId"]: {k: v for k, v in p.items() if k != "remoteId"} for p in parent}
+        _check_products(tally, "products", held["products"], expected_products)
+        for entity in ("suppliers", "supplierProducts"):
+            _check_products(tally, entity, held[entity], {})
+        for entity in ("buyOrders", "buyOrderLines", "receiptLines"):
+            _check_orders(tally, entity, held[entity], {})
+        id_of_ean = {p["eanCode"]: _first_id(held["products"], p["remoteId"]) for p in parent}
+        expected = vendor_truth.expected_po_sell_orders(facts, orders_start, set(id_of_ean))
+        sell_orders = {
+            number: {
+                "placed": order["placed"],
+                "totalValue": order["totalValue"],
+                "orderLines": sorted(
+                    (
+                        {
+                            "productId": id_of_ean[ean],
+                            "quantity": line["quantity"],
+                            "subtotalValue": line["subtotalValue"],
+                        }
+                        for ean, line in order["lines"].items()
+                    ),
+                    key=lambda line: line["productId"],
+                ),
+            }
+            for number, order in expected.items()
+        }
+        po_lines = _sell_order_lines(held["sellOrders"], ("productId", "quantity", "subtotalValue"))
+        _check_orders(tally, "sellOrders", po_lines, sell_orders)
+        orders_expected, products_expected = len(sell_orders), len(expected_products)
+    return {
+        "orders_expected": orders_expected,
+        "products_expected": products_expected,
+        **{
+            k: tally.counts[k]
+            for k in ("orders_lost", "orders_duplicated", "orders_unexpected", "orders_wrong")
+        },
+        "products_wrong": tally.counts["products_wrong"],
+        "wrong_rows": pd.DataFrame(tally.rows, columns=["counter", "entity", "remoteId", "problem"]),
+    }
+
+
+def _sell_order_lines(held: dict[str, list[dict]], fields: tuple[str, ...]) -> dict[str, list[dict]]:
+    """Sell orders with their lines cut to the fields the truth gives, ordered by product."""
+    out = {}
+    for remote_id, copies in held.items():
+        out[remote_id] = []
+        for order in copies:
+            order_lines = [{k: line.get(k) for k in fields} for line in order.get("orderLines") or []]
+            order_lines.sort(key=lambda line: line["productId"] or 0)
+            out[remote_id].append({**order, "orderLines": order_lines})
+    return out
+
+
+def vendor_soak(
+    cycles: int,
+    kills: int,
+    flavour: str,
+    step: timedelta,
+    faults: str,
+    seed: int,
+    workdir: Path,
+    log,
+) -> dict[str, int]:
+    seller = SellerConfig(marketplaces=("DE",), skus=20, orders_per_day=5, seed=seed)
+    config = SandboxConfig(
+        seller=seller,  # the sandbox always has a seller; no tenant of this soak syncs it
+        vendor=VendorConfig(seed=seed, origin=seller.origin),
+        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=20),
+        faults=parse_faults(faults),
+        frozen_clock=True,
+    )
+    sandbox = Sandbox(config).start()
+    orders_start = seller.origin - timedelta(days=5)
+    parent = None
+    if flavour == "sell_orders_only":  # the products the vendor's own shop system made in Optiply
+        parent = sandbox.vendor.parent_products()
+        sandbox.optiply.preload_products(parent)
+    (workdir / "dagster").mkdir(parents=True, exist_ok=True)
+    registry = workdir / "tenants.yaml"
+    entry = {
+        "name": VENDOR_TENANT,
+        "integration": "vendor",
+        "marketplaces": [config.vendor.marketplace],
+        "optiply_account_id": OPTIPLY_ACCOUNT_ID,
+        "optiply_coupling_id": OPTIPLY_COUPLING_ID,
+        "settings": {"flavour": flavour, "orders_start": orders_start.isoformat()},
+        "state_database_url": f"sqlite:///{workdir / 'state.sqlite'}",
+    }
+    registry.write_text(yaml.safe_dump({"tenants": [entry]}, sort_keys=False))
+    env = {
+        **os.environ,
+        **sandbox.env(),
+        "TENANTS_FILE": str(registry),
+        "OPTIPLY_MIN_WRITE_INTERVAL_SECONDS": "0",
+        "ASSET_STORAGE_PATH": str(workdir / "assets"),
+        "DAGSTER_HOME": str(workdir / "dagster"),
+        "AMAZON_REPORT_DEADLINE_SECONDS": "120",
+    }
+    targets = VENDOR_KILL_TARGETS[flavour]
+
+    def kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple[int, str | None, bool]:
+        before_answer = (kills_so_far // len(targets)) % 2 == 0
+        if deferred >= 4:
+            return 1, None, before_answer
+        entity, writes = targets[kills_so_far % len(targets)]
+        return writes, entity, before_answer
+
+    try:
+        outcomes, settled = run_cycles(
+            sandbox,
+            env,
+            cycles,
+            kills,
+            step,
+            workdir,
+            log,
+            kill_point,
+            # A report a fault CANCELLED reads as "no data yet": the cycle keeps older figures (the day
+            # before's stock, demand days read next cycle), so it does not show the settled state.
+            settled=lambda injected: not injected.get("report_cancelled"),
+        )
+        facts = sandbox.vendor.facts(sandbox.clock.now())
+        result = compare_vendor_with_ground_truth(
+            facts, sandbox.optiply.snapshot(), flavour, orders_start, parent
+        )
+        wrong = result.pop("wrong_rows")
+        wrong.to_csv(workdir / "vendor_wrong.csv", index=False)
+        for row in wrong.head(20).itertuples():
+            log(f"  {row.counter} {row.entity} {row.remoteId}: {row.problem}")
         return {
             "cycles": cycles,
             "kills": outcomes["killed"],
@@ -197,6 +653,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skus", type=int, default=300)
     parser.add_argument("--faults", default="hostile", help="a sandbox fault profile, e.g. hostile or flaky")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--vendor",
+        action="store_true",
+        help="a vendor tenant against the sandbox's Vendor Central world instead of the seller",
+    )
+    parser.add_argument("--vendor-flavour", choices=sorted(VENDOR_KILL_TARGETS), default="full")
+    parser.add_argument(
+        "--vendor-step-hours",
+        type=float,
+        default=6,
+        help="how far each vendor cycle advances the clock (purchase orders move over hours and days)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="kept for inspection; default a temp dir")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -207,24 +675,38 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         workdir = args.workdir or Path(tmp)
-        r = soak(
-            args.cycles,
-            args.kills,
-            args.marketplaces.split(","),
-            args.skus,
-            args.faults,
-            args.seed,
-            workdir,
-            log,
-        )
+        if args.vendor:
+            r = vendor_soak(
+                args.cycles,
+                args.kills,
+                args.vendor_flavour,
+                timedelta(hours=args.vendor_step_hours),
+                args.faults,
+                args.seed,
+                workdir,
+                log,
+            )
+        else:
+            r = soak(
+                args.cycles,
+                args.kills,
+                args.marketplaces.split(","),
+                args.skus,
+                args.faults,
+                args.seed,
+                workdir,
+                log,
+            )
+    wrong = f"orders_wrong={r['orders_wrong']} " if "orders_wrong" in r else ""
     print(
         f"cycles={r['cycles']} kills={r['kills']} failed_cycles={r['failed_cycles']} faults={r['faults']} "
-        f"orders={r['orders_expected']} products={r['products_expected']} "
+        f"orders={r['orders_expected']} products={r['products_expected']} {wrong}"
         f"orders_lost={r['orders_lost']} orders_duplicated={r['orders_duplicated']} "
         f"orders_unexpected={r['orders_unexpected']} products_wrong={r['products_wrong']}",
         flush=True,
     )
     bad = r["orders_lost"] or r["orders_duplicated"] or r["orders_unexpected"] or r["products_wrong"]
+    bad = bad or r.get("orders_wrong", 0)
     if not r["settled"]:
         print("no cycle succeeded for every marketplace after the soak", flush=True)
     return 1 if bad or not r["settled"] or r["kills"] < args.kills else 0

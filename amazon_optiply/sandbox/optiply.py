@@ -601,6 +601,9 @@ class OptiplyBackend:
         self.clock = clock
         # Seconds sent as Retry-After with a throttle fault; None sends no header, as Optiply mostly does.
         self.throttle_retry_after = throttle_retry_after
+        # Called with each write's log entry (see writes()) once it is handled, before it is answered: the
+        # soak kills the sync there, so the write is applied but the sync never learns it.
+        self.on_write: Callable[[dict[str, Any]], None] | None = None
         self.lock = threading.RLock()
         self._clear_state()
 
@@ -1427,6 +1430,8 @@ def build_optiply_server(
                 entry["id"] = _response_id(response)
         with backend.lock:
             backend.requests.append(entry)
+        if is_write and backend.on_write is not None:
+            backend.on_write(entry)
         return response
 
     return SandboxHTTPServer(host, port, dispatch, jsonapi_error_response)

@@ -1,7 +1,8 @@
 """A vendor tenant on a fresh sandbox (its Vendor Central world and its own Optiply account), and its ground truth.
 
 The expected Optiply records are computed from the vendor world's facts (sandbox/vendor.py), never from the
-wire, with the README's vendor rules written out again here, independently of amazon_optiply/vendor.
+wire, by amazon_optiply/sandbox/vendor_truth.py (the README's vendor rules written out again, independently
+of amazon_optiply/vendor), which the soak's `--vendor` variant uses too.
 """
 
 from __future__ import annotations
@@ -9,27 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 
+from amazon_optiply.sandbox import vendor_truth
 from amazon_optiply.sandbox.server import OPTIPLY_COUPLING_ID, Sandbox
 from amazon_optiply.sandbox.vendor import VendorConfig, VendorFacts
 from amazon_optiply_tests.sync.harness import sandbox_config
 
 TENANT = "vendorco"
-
-
-def cents(value: Decimal) -> float:
-    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
-def optiply_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -64,92 +57,25 @@ class VendorHarness:
     def advance(self, delta: timedelta) -> None:
         self.sandbox.advance(delta)
 
-    # ---- ground truth (full flavour) ----------------------------------------------------------------------
+    # ---- ground truth (amazon_optiply/sandbox/vendor_truth.py) -------------------------------------------
+
+    def expected_suppliers(self) -> dict[str, dict]:
+        return vendor_truth.expected_suppliers(self.facts())
 
     def expected_products(self) -> dict[str, dict]:
-        """remoteId (EAN) -> name, skuCode (ASIN), eanCode, stockLevel (latest published day's sellable, ≥ 0)."""
-        facts = self.facts()
-        now = facts.now
-        latest: dict[str, object] = {}
-        for day in facts.days:
-            if day.available_at <= now and (day.asin not in latest or day.day > latest[day.asin].day):
-                latest[day.asin] = day
-        return {
-            p.ean: {
-                "name": p.title,
-                "skuCode": p.asin,
-                "eanCode": p.ean,
-                "stockLevel": max(latest[p.asin].sellable_on_hand_units, 0) if p.asin in latest else 0,
-            }
-            for p in facts.products
-        }
+        return vendor_truth.expected_products(self.facts())
+
+    def expected_supplier_products(self) -> dict[str, dict]:
+        return vendor_truth.expected_supplier_products(self.facts())
 
     def expected_buy_orders(self) -> dict[str, dict]:
-        """Acknowledged POs without an unusable item and with something accepted: lines of accepted eaches."""
-        out = {}
-        for po in self.facts().purchase_orders:
-            if po.acknowledged is None or po.has_unknown_unit or po.weight_priced:
-                continue
-            lines = {
-                f"{po.number}-{i.sequence}": {
-                    "asin": i.asin,
-                    "quantity": i.accepted_eaches,
-                    "subtotalValue": cents(i.net_cost * i.accepted_eaches),
-                    "received": i.received_eaches,
-                    "last_receive_date": i.last_receive_date,
-                }
-                for i in po.items
-                if i.accepted_eaches > 0
-            }
-            if not lines:
-                continue
-            out[po.number] = {
-                "supplier": po.vendor_code,
-                "placed": optiply_time(po.placed),
-                "expectedDeliveryDate": optiply_time(po.window_end),
-                "completed": optiply_time(po.closed) if po.closed else None,
-                "totalValue": cents(sum((i.net_cost * i.accepted_eaches for i in po.items), Decimal(0))),
-                "lines": lines,
-            }
-        return out
+        return vendor_truth.expected_buy_orders(self.facts())
 
     def expected_demand(self) -> dict[str, dict]:
-        """remoteId <ASIN>-<day> -> quantity (ordered units), totalValue (ordered revenue), published days only."""
-        facts = self.facts()
-        return {
-            f"{d.asin}-{d.day.isoformat()}": {
-                "quantity": d.ordered_units,
-                "totalValue": cents(d.ordered_revenue),
-            }
-            for d in facts.days
-            if d.available_at <= facts.now and d.ordered_units > 0 and d.day >= self.orders_start.date()
-        }
-
-    # ---- ground truth (sell_orders_only) ------------------------------------------------------------------
+        return vendor_truth.expected_demand(self.facts(), self.orders_start)
 
     def expected_po_sell_orders(self, parent_eans: set[str]) -> dict[str, dict]:
-        """POs placed since the orders start, acknowledged or closed, every product in the parent: sell orders."""
-        out = {}
-        for po in self.facts().purchase_orders:
-            if po.placed < self.orders_start or po.state == "New" or po.has_unknown_unit or po.weight_priced:
-                continue
-            ordered = [i for i in po.items if i.ordered_eaches > 0]
-            if not ordered or any(i.ean not in parent_eans for i in ordered):
-                continue
-            lines: dict[str, dict] = {}
-            for i in ordered:
-                line = lines.setdefault(i.ean, {"quantity": 0, "value": Decimal(0)})
-                line["quantity"] += i.ordered_eaches
-                line["value"] += i.net_cost * i.ordered_eaches
-            out[po.number] = {
-                "placed": optiply_time(po.placed),
-                "lines": {
-                    ean: {"quantity": v["quantity"], "subtotalValue": cents(v["value"])}
-                    for ean, v in lines.items()
-                },
-                "totalValue": cents(sum((v["value"] for v in lines.values()), Decimal(0))),
-            }
-        return out
+        return vendor_truth.expected_po_sell_orders(self.facts(), self.orders_start, parent_eans)
 
 
 def vendor_sandbox(flavour_origin_days: int = 0, **vendor: object) -> Sandbox:
