@@ -29,7 +29,7 @@ from amazon_optiply.sandbox.seller import SellerConfig
 from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
 
 PATCHED_MODULES = (
-    "amazon_optiply.resources",
+    "amazon_optiply.clients.selling_partner",
     "amazon_optiply.clients.amazon",
     "amazon_optiply.sandbox.amazon",
 )
