@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import dagster as dg
 import httpx
 
+from amazon_optiply.defs.seller.streams.reports import NEAR_REAL_TIME_REPORT_STREAMS
 from amazon_optiply.defs.vendor.selection import VENDOR_FULL, VENDOR_SELL_ORDERS_SIDE
 from amazon_optiply.partitions import PARTITIONS_OF
 from amazon_optiply.tenants import Tenant, TenantRegistry, partition_key
@@ -48,8 +49,10 @@ def job_name(tenant: Tenant) -> str:
 def _selection(integration: str, flavour: str) -> dg.AssetSelection:
     if integration == "vendor":
         return VENDOR_SELL_ORDERS_SIDE if flavour == "sell_orders_only" else VENDOR_FULL
-    everything = dg.AssetSelection.groups(*SELLER_GROUPS)
-    return everything - PRODUCT_SIDE if flavour == "secondary" else everything
+    if flavour == "secondary":
+        return dg.AssetSelection.groups(*SELLER_GROUPS) - PRODUCT_SIDE
+    # warehouse_stock reads AFN inventory by country (the Pan-EU rule), so the full sync makes it too.
+    return dg.AssetSelection.groups(*SELLER_GROUPS) | dg.AssetSelection.assets(*NEAR_REAL_TIME_REPORT_STREAMS)
 
 
 def sync_job(integration: str, flavour: str) -> dg.JobDefinition:
