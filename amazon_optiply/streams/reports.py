@@ -605,11 +605,12 @@ def stock_by_country(
         .sum()
     )
     covered = out["sku"].isin(per_sku.index)
-    local = out["sku"].map(per_sku["local"]).fillna(0).astype("int64")
+    aligned = per_sku.reindex(out["sku"].astype(object)).fillna(0).astype("int64")
+    local = pd.Series(aligned["local"].to_numpy(), index=out.index, dtype="int64")
     carried = local
     if carries_pool:
-        beyond = (out["fba_quantity"] - local - out["sku"].map(per_sku["elsewhere"]).fillna(0)).clip(lower=0)
-        carried = local + beyond.astype("int64")
+        elsewhere = pd.Series(aligned["elsewhere"].to_numpy(), index=out.index, dtype="int64")
+        carried = local + (out["fba_quantity"].astype("int64") - local - elsewhere).clip(lower=0)
     out["fba_quantity"] = out["fba_quantity"].where(~covered, carried).astype("int64")
     use_fba = out["fba_quantity"] > 0
     level = out["fba_quantity"].astype("Int64").where(use_fba, out["listing_quantity"])

@@ -230,6 +230,8 @@ def test_a_sku_absent_in_a_country_gets_0_there_only_when_the_report_places_it_e
     # In the home, a SKU without any row keeps the whole pool: never 0 because the report left it out.
     de = sr.stock_by_country(_stock({"de-only": (8, 0), "absent": (12, 0)}), afn, "DE", True, ["DE", "FR"])
     assert de.set_index("sku")["stock_level"].to_dict() == {"de-only": 8, "absent": 12}
+    # No listing at all (an empty listings report): nothing to place.
+    assert sr.stock_by_country(_stock({}), afn, "DE", True, ["DE", "FR"]).empty
     # No rows at all (the report unavailable): today's rule for every SKU.
     unchanged = sr.stock_by_country(_stock({"x": (12, 0)}), _afn([]), "DE", True, ["DE", "FR"])
     assert unchanged["stock_level"].tolist() == [12] and unchanged["fba_rule"].tolist() == [
