@@ -273,6 +273,35 @@ def test_customer_shipment_sales_end_three_hours_back_and_the_next_window_follow
     assert not both.duplicated(sr.CUSTOMER_SHIPMENT_KEY).any()
 
 
+def test_customer_shipments_show_in_amazons_report_hours_after_they_ship(harness):
+    sandbox, world = harness.sandbox, harness.sandbox.world
+    now = sandbox.clock.now()
+    report = selling_partner(harness).fetch_report(
+        "DE", sr.CUSTOMER_SHIPMENT_SALES, LOG, now - timedelta(hours=6), now
+    )
+    rows, _ = sr.customer_shipment_sales(report.text)
+    shipped = truth.fba_shipments(world, "DE", now - timedelta(hours=6), now)
+    assert len(rows) == (shipped["visible_at"] <= now).sum() < len(shipped), "a window up to now misses some"
+
+
+def test_a_backfill_goes_through_the_run_config_in_windows_of_at_most_30_days(harness):
+    sandbox, world = harness.sandbox, harness.sandbox.world
+    now = sandbox.clock.now()
+    materialize(harness, "fba_customer_shipment_sales", "DE")  # the cursor is now 3 hours back
+    day = (now - timedelta(days=45)).date()
+    result = materialize(harness, "fba_customer_shipment_sales", "DE", backfill_from=str(day))
+    backfill = metadata(result, "fba_customer_shipment_sales")
+    assert backfill["backfill"] is True and backfill["data_start"] == f"{day}T00:00:00Z"
+    asked = reports_of(harness, sr.CUSTOMER_SHIPMENT_SALES)[1:]
+    assert len(asked) == 2 and all(r.data_end - r.data_start < timedelta(days=30) for r in asked)
+    end = (now - timedelta(hours=3)).replace(microsecond=0)
+    assert_same_rows(
+        stored(harness, "fba_customer_shipment_sales", "DE"),
+        expected_shipments(world, sr.whole_day(day)[0], end, now),
+        SHIPMENT_KEY,
+    )
+
+
 def test_afn_by_country_is_fatal_outside_europe_and_inside_its_cooldown(harness):
     partner = selling_partner(harness)
     with pytest.raises(ReportFailed, match="only to FBA sellers in Europe"):
