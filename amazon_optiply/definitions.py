@@ -45,6 +45,7 @@ def settings_resource(init: dg.InitResourceContext) -> IntegrationSettings:
         seller_central_url=t.setting("seller_central_url", ""),
         main_marketplace=t.setting("main_marketplace", ""),
         stock_source=t.setting("stock_source", "fba"),
+        pan_eu_stock=t.setting("pan_eu_stock", "by_country"),
         orders_start=t.setting("orders_start", ""),
         orders_lookback_days=int(t.setting("orders_lookback_days", 7)),
         orders_overlap_minutes=int(t.setting("orders_overlap_minutes", 60)),

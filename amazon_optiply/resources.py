@@ -149,6 +149,9 @@ class IntegrationSettings(dg.ConfigurableResource):
     seller_central_url: str = ""  # the seed's uri: its `.amazon.<country>/` names the main marketplace
     main_marketplace: str = ""  # overrides the URL; default: the URL's marketplace, else the first one
     stock_source: str = "fba"  # fba (FBA totalQuantity, falling back to the listing quantity) or listing
+    # by_country: a Pan-EU pool's units by country from AFN inventory by country (today's rule when that
+    # report is unavailable); pool_in_main: the whole pool in one marketplace always.
+    pan_eu_stock: str = "by_country"
     orders_start: str = ""  # ISO date: orders placed earlier are never sent; default: first run - lookback
     orders_lookback_days: int = 7
     orders_overlap_minutes: int = 60
@@ -173,6 +176,13 @@ class IntegrationSettings(dg.ConfigurableResource):
     def _stock_source(cls, value: str) -> str:
         if value not in ("fba", "listing"):
             raise ValueError(f"AMAZON_STOCK_SOURCE must be 'fba' or 'listing', not {value!r}")
+        return value
+
+    @field_validator("pan_eu_stock")
+    @classmethod
+    def _pan_eu_stock(cls, value: str) -> str:
+        if value not in ("by_country", "pool_in_main"):
+            raise ValueError(f"AMAZON_PAN_EU_STOCK must be 'by_country' or 'pool_in_main', not {value!r}")
         return value
 
     @field_validator("max_bad_row_share")
@@ -215,6 +225,10 @@ class IntegrationSettings(dg.ConfigurableResource):
     def counts_pooled_fba(self, country: str) -> bool:
         """Whether this marketplace's products carry its FBA pool's stock (one per pool, see fba_pool_home)."""
         return fba_pool_home(self.marketplace_codes, self.main)[fba_pool(country)] == country
+
+    def synced_pool_marketplaces(self, country: str) -> list[str]:
+        """The synced marketplaces that draw from the same FBA pool as this one (itself included)."""
+        return [code for code in self.marketplace_codes if fba_pool(code) == fba_pool(country)]
 
     def orders_start_for_first_run(self, now: datetime) -> datetime:
         if self.orders_start:

@@ -52,6 +52,7 @@ SETTING_ENV = {
     "seller_central_url": "AMAZON_SELLER_CENTRAL_URL",
     "main_marketplace": "AMAZON_MAIN_MARKETPLACE",
     "stock_source": "AMAZON_STOCK_SOURCE",
+    "pan_eu_stock": "AMAZON_PAN_EU_STOCK",
     "orders_start": "ORDERS_START",
     "orders_lookback_days": "ORDERS_LOOKBACK_DAYS",
     "orders_overlap_minutes": "ORDERS_OVERLAP_MINUTES",

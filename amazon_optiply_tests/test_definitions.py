@@ -11,6 +11,7 @@ import pytest
 
 from amazon_optiply.definitions import defs
 from amazon_optiply.defs.automation import PRODUCT_SIDE, SYNC_JOBS, sync_job
+from amazon_optiply.defs.seller.streams.reports import DAILY_REPORT_STREAMS, NEAR_REAL_TIME_REPORT_STREAMS
 from amazon_optiply.partitions import (
     TENANT_MARKETPLACES,
     VENDOR_ACCOUNTS,
@@ -26,7 +27,7 @@ EXPECTED_ASSETS = {
     "catalog_identifiers": {"listings_report"},
     "orders_report": set(),
     "order_identifiers": {"orders_report"},
-    "warehouse_stock": {"listings_report", "fba_inventory"},
+    "warehouse_stock": {"listings_report", "fba_inventory", "afn_inventory_by_country"},
     "enriched_catalog": {"listings_report", "catalog_identifiers", "warehouse_stock"},
     "optiply_existing_products": set(),
     "optiply_product_payloads": {"enriched_catalog", "optiply_existing_products"},
@@ -42,14 +43,19 @@ EXPECTED_ASSETS = {
     "optiply_sell_orders": {"optiply_sell_order_payloads", "optiply_existing_sell_orders"},
 }
 
-# The seller's API streams (defs/seller/streams/api.py): raw assets beside the sync, per tenant and marketplace.
-EXPECTED_API_STREAM_ASSETS = {
+# The tap's other streams (defs/seller/streams/): raw assets beside the sync, per tenant and marketplace.
+EXPECTED_STREAM_ASSETS = {
     "order_items": {"orders_report"},
     "order_financial_events": set(),
     "awd_inventory": set(),
     "fba_inbound_shipments": set(),
     "seller_account": set(),
     "marketplace_participations": set(),
+    "afn_inventory_by_country": set(),
+    "sales_and_traffic": set(),
+    "fba_inventory_ledger": set(),
+    "fba_inventory_ledger_detail": set(),
+    "fba_customer_shipment_sales": set(),
 }
 
 # The vendor integration: its own partitions (vendor accounts) and groups. Deliveries that point at
@@ -99,10 +105,10 @@ VENDOR_DELIVERIES = {
 def test_asset_graph_is_the_documented_lineage():
     graph = defs().resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(EXPECTED_ASSETS) | set(EXPECTED_API_STREAM_ASSETS) | set(EXPECTED_VENDOR_ASSETS)
+    assert keys == set(EXPECTED_ASSETS) | set(EXPECTED_STREAM_ASSETS) | set(EXPECTED_VENDOR_ASSETS)
     for expected, partitions in (
         (EXPECTED_ASSETS, marketplace_partitions),
-        (EXPECTED_API_STREAM_ASSETS, marketplace_partitions),
+        (EXPECTED_STREAM_ASSETS, marketplace_partitions),
         (EXPECTED_VENDOR_ASSETS, vendor_partitions),
     ):
         for name, parents in expected.items():
@@ -160,6 +166,14 @@ def test_orders_do_not_wait_on_products_but_run_after_them():
     assert max(priority(n) for n in ORDER_PATH) < min(priority(n) for n in product_side)
 
 
+def test_the_full_sync_makes_afn_by_country_for_the_stock_and_no_daily_stream():
+    graph = defs().resolve_asset_graph()
+    selected = {k.to_user_string() for k in sync_job("seller", "full").selection.resolve(graph)}
+    near_real_time = {"order_items", "awd_inventory", "fba_inbound_shipments", *NEAR_REAL_TIME_REPORT_STREAMS}
+    assert selected == set(EXPECTED_ASSETS) | near_real_time
+    assert selected.isdisjoint(DAILY_REPORT_STREAMS)
+
+
 def test_the_secondary_flavour_reads_no_listings_and_writes_no_products():
     graph = defs().resolve_asset_graph()
     selected = {k.to_user_string() for k in sync_job("seller", "secondary").selection.resolve(graph)}
@@ -186,7 +200,7 @@ def test_every_dataframe_asset_has_a_schema_check_and_delivery_is_guarded_by_blo
         (c.asset_key.to_user_string(), c.name): c for c in defs().resolve_asset_graph().asset_check_keys
     }
     deliveries = {"optiply_products", "optiply_sell_orders", *VENDOR_DELIVERIES}
-    for name in set(EXPECTED_ASSETS) | set(EXPECTED_API_STREAM_ASSETS) | set(EXPECTED_VENDOR_ASSETS):
+    for name in set(EXPECTED_ASSETS) | set(EXPECTED_STREAM_ASSETS) | set(EXPECTED_VENDOR_ASSETS):
         if name not in deliveries:
             assert (name, "schema") in checks, name
     graph = defs().resolve_asset_graph()

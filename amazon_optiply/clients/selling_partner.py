@@ -44,6 +44,8 @@ REPORT_COOLDOWNS: dict[str, timedelta] = {
     "GET_RESERVED_INVENTORY_DATA": timedelta(minutes=30),
     "GET_FBA_FULFILLMENT_CURRENT_INVENTORY_DATA": timedelta(hours=4),
     "GET_FBA_INVENTORY_PLANNING_DATA": timedelta(hours=4),
+    # A near-real-time FBA sales report. The ledger views' class is not documented: no cooldown assumed.
+    "GET_FBA_FULFILLMENT_CUSTOMER_SHIPMENT_SALES_DATA": timedelta(minutes=30),
 }
 DOCUMENT_ATTEMPTS = 4
 
@@ -162,6 +164,7 @@ class SellingPartner:
         end: datetime | None = None,
         state: FatalMemory | None = None,
         options: dict[str, str] | None = None,
+        reuse_done_within: timedelta = REPORT_REUSE_FRESHNESS,
     ) -> FetchedReport:
         """A final report of this type, marketplace and window, with its document.
 
@@ -170,15 +173,17 @@ class SellingPartner:
         reused: a second one of the same window costs one createReport, a reused one of another view
         would be wrong data.
 
-        A queued, running or recently DONE report of the same type, marketplace and window is reused
-        (one getReports call); otherwise one is created, unless it ended FATAL within its type's cooldown
+        A queued, running or recently DONE report (at most `reuse_done_within` old) of the same type,
+        marketplace and window is reused (one getReports call); otherwise one is created, unless it ended FATAL within its type's cooldown
         (remembered in `state`). The report is polled adaptively until final or the deadline. CANCELLED
         comes back with no text (Amazon: no data for the window); FATAL raises ReportFailed with Amazon's
         error document.
         """
         api = self.api(Reports, marketplace)
         marketplace_id = MARKETPLACES[marketplace].marketplace_id
-        found, amazon_now = self._reusable_report(api, report_type, marketplace_id, start, end)
+        found, amazon_now = self._reusable_report(
+            api, report_type, marketplace_id, start, end, reuse_done_within
+        )
         if options:
             found = None
         if found is not None:
@@ -239,7 +244,13 @@ class SellingPartner:
         )
 
     def _reusable_report(
-        self, api, report_type: str, marketplace_id: str, start: datetime | None, end: datetime | None
+        self,
+        api,
+        report_type: str,
+        marketplace_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        fresh_for: timedelta = REPORT_REUSE_FRESHNESS,
     ) -> tuple[dict | None, datetime]:
         """The newest queued, running or fresh DONE report of this type, marketplace and window; and Amazon's now.
 
@@ -251,7 +262,7 @@ class SellingPartner:
                 reportTypes=[report_type],
                 marketplaceIds=[marketplace_id],
                 processingStatuses=list(REUSABLE_REPORT_STATUSES),
-                createdSince=utc_iso(datetime.now(UTC) - REPORT_REUSE_LOOKBACK),
+                createdSince=utc_iso(datetime.now(UTC) - max(REPORT_REUSE_LOOKBACK, fresh_for)),
                 pageSize=100,
             ),
             expect="reports",
@@ -271,7 +282,7 @@ class SellingPartner:
                 continue
             if end is not None and _parse_amazon_time(report.get("dataEndTime")) != _whole_seconds(end):
                 continue
-            if report["processingStatus"] == "DONE" and amazon_now - created > REPORT_REUSE_FRESHNESS:
+            if report["processingStatus"] == "DONE" and amazon_now - created > fresh_for:
                 continue
             candidates.append((created, report))
         if not candidates:

@@ -63,7 +63,7 @@ RATE_LIMITS: dict[str, tuple[float, int]] = {
 }
 
 # FBA reports asked for again within this time go FATAL, as Amazon's near-real-time FBA reports do.
-COOLDOWN_REPORT_TYPES = {FBA_MYI_UNSUPPRESSED}
+COOLDOWN_REPORT_TYPES = {FBA_MYI_UNSUPPRESSED, "GET_AFN_INVENTORY_DATA_BY_COUNTRY"}
 REPORTS_PATH = "/reports/2021-06-30"
 REPORT_STATUSES = ("CANCELLED", "DONE", "FATAL", "IN_PROGRESS", "IN_QUEUE")
 INVENTORY_PAGE_SIZE = 50
@@ -223,6 +223,11 @@ class AmazonBackend:
             return
         now = self.clock.now()
         self.world.advance_to(now)
+        from amazon_optiply.sandbox import seller_streams
+
+        if report.report_type in seller_streams.STREAM_REPORT_TYPES:
+            seller_streams.finish_stream_report(self, report, now)
+            return
         text, rows = render_report(
             self.world, report.report_type, mp, report.data_start, report.data_end, now
         )
@@ -523,6 +528,10 @@ class AmazonApp:
 
         if report_type in vendor_reports.VENDOR_REPORT_TYPES:
             return vendor_reports.create_vendor_report(self, body)
+        from amazon_optiply.sandbox import seller_streams
+
+        if report_type in seller_streams.STREAM_REPORT_TYPES:
+            return seller_streams.create_stream_report(self, body)
         if report_type not in SUPPORTED_REPORT_TYPES:
             raise _ApiError(400, "InvalidInput", f"Invalid Report Type {report_type}")
         marketplace_ids = body.get("marketplaceIds") or body.get("MarketplaceIds")

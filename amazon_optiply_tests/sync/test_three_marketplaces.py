@@ -37,6 +37,8 @@ def test_main_marketplace_from_seller_central_url_and_pan_eu_stock_counted_once(
             **sandbox.env(),
             "AMAZON_MARKETPLACES": ",".join(CODES),
             "AMAZON_SELLER_CENTRAL_URL": "https://sellercentral.amazon.fr/home",
+            # Today's rule, the whole pool in the main marketplace (by country: streams/test_pan_eu_stock.py).
+            "AMAZON_PAN_EU_STOCK": "pool_in_main",
             "ORDERS_START": orders_start.isoformat(),
             "OPTIPLY_MIN_WRITE_INTERVAL_SECONDS": "0",
             "SYNC_STATE_DATABASE_URL": f"sqlite:///{fast_tmp_path / 'state.sqlite'}",

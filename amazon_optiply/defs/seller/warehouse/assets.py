@@ -11,6 +11,7 @@ from amazon_optiply.partitions import marketplace_of, marketplace_partitions
 from amazon_optiply.resources import AmazonResource, IntegrationSettings
 from amazon_optiply.streams import api as streams_api
 from amazon_optiply.streams.api_client import ExpiredToken, awd_inventory
+from amazon_optiply.streams.reports import BY_COUNTRY, POOL_IN_MAIN_MARKETPLACE, stock_by_country
 from amazon_optiply.transforms import catalog
 
 GROUP = "warehouse"
@@ -27,12 +28,15 @@ def warehouse_stock(
     context: dg.AssetExecutionContext,
     listings_report: pd.DataFrame,
     fba_inventory: pd.DataFrame,
+    afn_inventory_by_country: pd.DataFrame,
     settings: IntegrationSettings,
     amazon: AmazonResource,
 ):
     """Stock per SKU: FBA rows summed, or the listing quantity (the seed's fallback when FBA stock is 0).
 
-    A Pan-European FBA pool is counted in one marketplace only (the main one when it is in the pool).
+    A Pan-European FBA pool is counted once: by country (AMAZON_PAN_EU_STOCK=by_country, the default) when
+    AFN inventory by country answers, each marketplace with the units in its own country; otherwise whole in
+    one marketplace (the main one when it is in the pool). `stock_rule` in the metadata says which.
     FBA units on their way in (working, shipped, receiving) are shown beside the stock and counted in it
     only with AMAZON_COUNT_INBOUND. US products add the seller's AWD units with AMAZON_COUNT_AWD; a failed
     AWD read adds none (never lowers stock) and the metadata says so.
@@ -41,6 +45,7 @@ def warehouse_stock(
     counts_pool = settings.counts_pooled_fba(marketplace)
     fba = fba_inventory if settings.count_inbound else catalog.fba_on_hand(fba_inventory)
     frame = catalog.warehouse_stock(listings_report, fba, settings.stock_source, counts_pool)
+    frame, rule = _pan_eu_rule(context, frame, afn_inventory_by_country, settings, marketplace, counts_pool)
     frame = catalog.with_inbound_units(frame, fba_inventory, counts_pool)
     awd_units, awd_note = _awd_units(context, marketplace, amazon, settings)
     frame = catalog.with_awd_units(frame, awd_units)
@@ -59,6 +64,7 @@ def warehouse_stock(
             + ("counted in stock_level" if settings.count_inbound else "beside stock_level, not counted"),
             awd=awd_note,
             awd_units_counted=int(frame["awd_quantity"].sum()),
+            **rule,
         ),
     )
     yield schema_check(frame, schemas.WarehouseStock)
@@ -88,6 +94,50 @@ def _awd_units(
         return None, f"read failed, not counted (stock as without AWD): {exc}"
     units = streams_api.awd_units(streams_api.awd_inventory_frame(summaries))
     return units, f"counted: {int(units['awd_quantity'].sum())} units of {len(units)} AWD SKUs"
+
+
+def _pan_eu_rule(
+    context: dg.AssetExecutionContext,
+    stock: pd.DataFrame,
+    afn_rows: pd.DataFrame,
+    settings: IntegrationSettings,
+    marketplace: str,
+    counts_pool: bool,
+) -> tuple[pd.DataFrame, dict]:
+    """Today's stock with the Pan-EU pool placed by country when the setting and AFN by country allow it."""
+    if settings.pan_eu_stock != "by_country":
+        reason = "AMAZON_PAN_EU_STOCK is pool_in_main"
+    elif settings.stock_source != "fba":
+        reason = "AMAZON_STOCK_SOURCE is listing: no FBA unit is counted"
+    elif afn_rows.empty:
+        reason = _afn_unavailable_reason(context)
+    else:
+        stock = stock_by_country(
+            stock, afn_rows, marketplace, counts_pool, settings.synced_pool_marketplaces(marketplace)
+        )
+        counts = stock["fba_rule"].value_counts().to_dict()
+        return stock, {
+            "stock_rule": BY_COUNTRY,
+            "skus_by_country": int(counts.get(BY_COUNTRY, 0)),
+            # SKUs AFN by country has no row for keep today's rule.
+            "skus_pool_rule": int(counts.get(POOL_IN_MAIN_MARKETPLACE, 0)),
+        }
+    stock = stock.assign(fba_rule=pd.Series(POOL_IN_MAIN_MARKETPLACE, index=stock.index, dtype="string"))
+    return stock, {"stock_rule": POOL_IN_MAIN_MARKETPLACE, "stock_rule_reason": reason}
+
+
+def _afn_unavailable_reason(context: dg.AssetExecutionContext) -> str:
+    """Why afn_inventory_by_country has no rows in this run, from its materialization's metadata."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("afn_inventory_by_country"), asset_partitions=[context.partition_key]
+        ),
+        limit=1,
+    ).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    if "reason" in metadata:
+        return f"afn_inventory_by_country unavailable: {metadata['reason'].value}"
+    return "afn_inventory_by_country has no rows"
 
 
 # Rows listed in the quarantine's metadata; the counts are always exact.
