@@ -7,6 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from amazon_optiply.defs.seller.amazon.assets import fba_inventory, listings_report
+from amazon_optiply.defs.seller.streams.reports import afn_inventory_by_country
 from amazon_optiply.defs.seller.warehouse.assets import warehouse_stock
 from amazon_optiply.sandbox import seller_api_streams as truth
 from amazon_optiply.sandbox.seller_api import seller_api_hooks
@@ -14,7 +15,7 @@ from amazon_optiply.state import SyncState
 from amazon_optiply.transforms.catalog import INBOUND_COLUMNS
 from amazon_optiply_tests.streams.helpers import answered, materialize, metadata
 
-STOCK = [listings_report, fba_inventory, warehouse_stock]
+STOCK = [listings_report, fba_inventory, afn_inventory_by_country, warehouse_stock]
 
 
 def assert_stock_is(frame: pd.DataFrame, expected: pd.DataFrame) -> None:

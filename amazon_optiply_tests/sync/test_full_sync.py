@@ -32,7 +32,9 @@ def assert_every_asset_shows_rows_and_preview(harness) -> None:
                 assert "dagster/row_count" in mat.metadata, mat.asset_key
                 assert "preview" in mat.metadata, mat.asset_key
                 materialized.add(mat.asset_key.to_user_string())
-    assert len(materialized) == 14  # afn_inventory_by_country included (the Pan-EU stock rule reads it)
+    # The near-real-time streams included: AFN by country (the Pan-EU stock rule reads it), order items,
+    # AWD and inbound shipments.
+    assert len(materialized) == 17
 
 
 def test_first_sync_delivers_every_active_listing_and_eligible_order(harness):
