@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -344,7 +344,8 @@ def deliver_buy_orders(
     lines_known = set(optiply_ids(state, BUY_ORDER_LINES, marketplace))
     records = state.records(BUY_ORDERS, marketplace)
     done = records[records["state"] == "done"].set_index("remote_id")
-    for attributes in orders:
+
+    def deliver(attributes: dict) -> dict | None:
         remote_id = str(attributes["remoteId"])
         header = {k: v for k, v in attributes.items() if k != "orderLines"}
         sent = json.dumps(header, sort_keys=True, default=str)
@@ -356,8 +357,7 @@ def deliver_buy_orders(
             before = json.loads(previous) if isinstance(previous, str) else {}
             changed = {k: v for k, v in header.items() if k != "remoteId" and before.get(k) != v}
             if not changed:
-                report.add("unchanged")
-                continue
+                return None
             client.update(BUY_ORDERS, optiply_id, changed)
             action = "updated"
         else:
@@ -366,8 +366,14 @@ def deliver_buy_orders(
             _record_buy_order_lines(client, state, marketplace, optiply_id)
             action = "created"
         state.record_done(BUY_ORDERS, remote_id, marketplace, optiply_id, sent)
-        report.add(action)
-        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
+        return {"remoteId": remote_id, "optiply_id": optiply_id, "action": action}
+
+    for written in run_writes(client, [lambda a=attributes: deliver(a) for attributes in orders]):
+        if written is None:
+            report.add("unchanged")
+            continue
+        report.add(written["action"])
+        report.written.append(written)
     return report
 
 
@@ -398,13 +404,8 @@ def deliver_receipt_lines(
     report = DeliveryReport()
     line_ids = optiply_ids(state, BUY_ORDER_LINES, marketplace)
     delivered = set(optiply_ids(state, RECEIPT_LINES, marketplace))
-    for r in receipts.itertuples(index=False):
-        if r.line_remote_id not in line_ids:
-            report.add("line_unknown")
-            continue
-        if r.remoteId in delivered:  # never twice, whatever the plan says
-            report.add("already_delivered")
-            continue
+
+    def deliver(r: Any) -> dict:  # a row of `receipts`
         state.record_intent(RECEIPT_LINES, r.remoteId, marketplace)
         attributes = {
             "remoteId": r.remoteId,
@@ -420,6 +421,17 @@ def deliver_receipt_lines(
             optiply_id,
             json.dumps({"line": r.line_remote_id, "received_total": int(r.received_total), **attributes}),
         )
+        return {"remoteId": r.remoteId, "optiply_id": optiply_id, "action": "created"}
+
+    jobs = []
+    for r in receipts.itertuples(index=False):
+        if r.line_remote_id not in line_ids:
+            report.add("line_unknown")
+        elif r.remoteId in delivered:  # never twice, whatever the plan says
+            report.add("already_delivered")
+        else:
+            jobs.append(lambda r=r: deliver(r))
+    for written in run_writes(client, jobs):
         report.add("created")
-        report.written.append({"remoteId": r.remoteId, "optiply_id": optiply_id, "action": "created"})
+        report.written.append(written)
     return report
