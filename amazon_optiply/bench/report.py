@@ -197,10 +197,11 @@ def writes_block(w: dict, scale: str) -> list[str]:
     if p:
         lines += [
             f"   1M-SKU steady-state cycle (section 3: {p['optiply_writes']:,} Optiply writes, "
-            f"{p['amazon_seconds']:.0f} s of SP-API), writes at Optiply's rate x the share measured:",
+            f"{p['amazon_seconds']:.0f} s of SP-API, dominant {p.get('amazon_dominant')}), "
+            "writes at Optiply's rate x the share measured:",
             *_grid(
-                ["Optiply writes/s", "cycle s"],
-                [[r, f"{s:.0f}"] for r, s in p["cycle_seconds"].items()],
+                ["Optiply writes/s", "Optiply s", "cycle s"],
+                [[r, f"{p['optiply_seconds'][r]:.0f}", f"{s:.0f}"] for r, s in p["cycle_seconds"].items()],
             ),
         ]
     return [*lines, f"   reproduce: {command(scale, 'api,projection,writes')}"]

@@ -98,10 +98,17 @@ def project(projection: dict, share: float) -> dict:
     steady = projection["steady_state"]["1000000"]
     amazon = steady["total_seconds"] - steady["seconds"]["optiply_writes"]
     writes = steady["calls"]["optiply_writes"]
+    optiply = {str(r): round(writes / (r * share), 1) for r in PROJECTED_RATES}
     return {
         "optiply_writes": writes,
         "amazon_seconds": round(amazon, 1),
-        "cycle_seconds": {str(r): round(amazon + writes / (r * share), 1) for r in PROJECTED_RATES},
+        "amazon_dominant": max(
+            (op for op in steady["seconds"] if op != "optiply_writes"),
+            key=steady["seconds"].get,
+            default=None,
+        ),
+        "optiply_seconds": optiply,
+        "cycle_seconds": {r: round(amazon + seconds, 1) for r, seconds in optiply.items()},
     }
 
 
