@@ -105,6 +105,8 @@ def optiply_resource(init: dg.InitResourceContext) -> OptiplyResource:
         coupling_id=t.optiply_coupling_id,
         # Deployment-wide: Optiply's write budget is one for all tenants.
         min_write_interval_seconds=float(os.environ.get("OPTIPLY_MIN_WRITE_INTERVAL_SECONDS", "0.2")),
+        max_writes_per_second=float(os.environ.get("OPTIPLY_MAX_WRITES_PER_SECOND", "20")),
+        max_concurrent_writes=int(os.environ.get("OPTIPLY_MAX_CONCURRENT_WRITES", "4")),
     )
 
 

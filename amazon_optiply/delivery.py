@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -36,6 +39,48 @@ class DeliveryReport:
 
     def add(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + n
+
+
+T = TypeVar("T")
+
+
+def run_writes(client: OptiplyClient, jobs: Iterable[Callable[[], T]]) -> list[T]:
+    """Run each job (one record: intent, write, done) with up to `client.max_concurrent_writes` in flight.
+
+    Results come back in the jobs' order. Each job records its own intent before its write and its done
+    after, so a kill leaves at most the in-flight writes intended, for the next run to look up. The first
+    failure stops new jobs from starting; the ones in flight finish (and record what they did), then it is
+    raised.
+    """
+    limit = max(1, int(getattr(client, "max_concurrent_writes", 1) or 1))
+    if limit == 1:
+        return [job() for job in jobs]
+    results: dict[int, T] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="optiply-write") as pool:
+        pending: dict[Future[T], int] = {}
+
+        def collect(done: set[Future[T]]) -> None:
+            nonlocal failure
+            for future in done:
+                index = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                else:
+                    results[index] = future.result()
+
+        for index, job in enumerate(jobs):
+            while len(pending) >= limit and failure is None:
+                collect(wait(pending, return_when=FIRST_COMPLETED).done)
+            if failure is not None:
+                break
+            pending[pool.submit(job)] = index
+        while pending:
+            collect(wait(pending, return_when=FIRST_COMPLETED).done)
+    if failure is not None:
+        raise failure
+    return [results[i] for i in sorted(results)]
 
 
 def resolve_intended(client: OptiplyClient, state: SyncState, entity: str, marketplace: str) -> int:
@@ -66,6 +111,7 @@ def deliver_products(
     """POST new products, PATCH changed attributes of known, taken-over or adopted ones, leave the rest."""
     report = DeliveryReport(recovered=resolve_intended(client, state, PRODUCTS, marketplace))
     # Products settled just now have no attributes on record: compare them again on the next run.
+    jobs: list[Callable[[], tuple[str, dict]]] = []
     for row in plan.to_dict("records"):
         remote_id, action = row["remoteId"], row["action"]
         if action == "conflict":
@@ -77,19 +123,27 @@ def deliver_products(
                 state.record_done(PRODUCTS, remote_id, marketplace, int(row["optiply_id"]), row["attributes"])
                 report.recovered += 1
             continue
-        if action == "create":
-            state.record_intent(PRODUCTS, remote_id, marketplace)
-            optiply_id = client.create(
-                PRODUCTS, {"remoteId": remote_id, **_product_attributes(row, PRODUCT_ATTRIBUTES)}
-            )
-            report.add("created")
-        else:  # update, take_over or adopt: a PATCH, which is safe to repeat
-            optiply_id = int(row["optiply_id"])
-            client.update(PRODUCTS, optiply_id, _product_attributes(row, row["changed"].split(",")))
-            report.add({"adopt": "adopted", "take_over": "taken_over"}.get(action, "updated"))
-        state.record_done(PRODUCTS, remote_id, marketplace, optiply_id, row["attributes"])
-        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
+        jobs.append(lambda row=row: _write_product(client, state, marketplace, row))
+    for outcome, written in run_writes(client, jobs):
+        report.add(outcome)
+        report.written.append(written)
     return report
+
+
+def _write_product(client: OptiplyClient, state: SyncState, marketplace: str, row: dict) -> tuple[str, dict]:
+    remote_id, action = row["remoteId"], row["action"]
+    if action == "create":
+        state.record_intent(PRODUCTS, remote_id, marketplace)
+        optiply_id = client.create(
+            PRODUCTS, {"remoteId": remote_id, **_product_attributes(row, PRODUCT_ATTRIBUTES)}
+        )
+        outcome = "created"
+    else:  # update, take_over or adopt: a PATCH, which is safe to repeat
+        optiply_id = int(row["optiply_id"])
+        client.update(PRODUCTS, optiply_id, _product_attributes(row, row["changed"].split(",")))
+        outcome = {"adopt": "adopted", "take_over": "taken_over"}.get(action, "updated")
+    state.record_done(PRODUCTS, remote_id, marketplace, optiply_id, row["attributes"])
+    return outcome, {"remoteId": remote_id, "optiply_id": optiply_id, "action": action}
 
 
 def products_under_remote_ids(client: OptiplyClient, remote_ids: list[str]) -> list[dict]:
@@ -149,21 +203,28 @@ def deliver_sell_orders(
             given_up,
         )
     to_deliver = lines[lines["disposition"] == "deliver"]
-    for remote_id, order_lines in to_deliver.groupby("remoteId", sort=False):
-        found_id = None
+
+    def deliver(remote_id: str, order_lines: pd.DataFrame) -> tuple[bool, dict | None]:
         if remote_id in intended:
             found = client.find_by_remote_id(SELL_ORDERS, remote_id)
-            found_id = int(found["id"]) if found is not None else None
-        if found_id is not None:
-            state.record_done(SELL_ORDERS, remote_id, marketplace, found_id, None)
-            report.recovered += 1
-            report.add("delivered")
-            continue
+            if found is not None:
+                state.record_done(SELL_ORDERS, remote_id, marketplace, int(found["id"]), None)
+                return True, None
         state.record_intent(SELL_ORDERS, remote_id, marketplace)
         optiply_id = client.create(SELL_ORDERS, sell_order_payload(order_lines))
         state.record_done(SELL_ORDERS, remote_id, marketplace, optiply_id, None)
+        return False, {"remoteId": remote_id, "optiply_id": optiply_id, "action": "created"}
+
+    jobs = [
+        lambda r=remote_id, o=order_lines: deliver(r, o)
+        for remote_id, order_lines in to_deliver.groupby("remoteId", sort=False)
+    ]
+    for recovered, written in run_writes(client, jobs):
         report.add("delivered")
-        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": "created"})
+        if recovered:
+            report.recovered += 1
+        if written is not None:
+            report.written.append(written)
     return report
 
 
@@ -207,6 +268,7 @@ def deliver_records(
     report = DeliveryReport(recovered=settle_intended(client, state, entity, marketplace))
     records = state.records(entity, marketplace)
     done = records[records["state"] == "done"].set_index("remote_id")
+    jobs: list[Callable[[], dict]] = []
     for attributes in desired:
         remote_id = str(attributes["remoteId"])
         sent = json.dumps(attributes, sort_keys=True, default=str)
@@ -222,17 +284,43 @@ def deliver_records(
                     )
                 report.add("unchanged")
                 continue
-            optiply_id = int(done.at[remote_id, "optiply_id"])
-            client.update(entity, optiply_id, changed)
-            action = "updated"
+            jobs.append(
+                lambda r=remote_id, i=int(done.at[remote_id, "optiply_id"]), c=changed, t=sent: _write_record(
+                    client, state, entity, marketplace, r, i, c, t
+                )
+            )
         else:
-            state.record_intent(entity, remote_id, marketplace)
-            optiply_id = client.create(entity, attributes)
-            action = "created"
-        state.record_done(entity, remote_id, marketplace, optiply_id, sent)
-        report.add(action)
-        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
+            jobs.append(
+                lambda r=remote_id, a=attributes, t=sent: _write_record(
+                    client, state, entity, marketplace, r, None, a, t
+                )
+            )
+    for written in run_writes(client, jobs):
+        report.add(written["action"])
+        report.written.append(written)
     return report
+
+
+def _write_record(
+    client: OptiplyClient,
+    state: SyncState,
+    entity: str,
+    marketplace: str,
+    remote_id: str,
+    optiply_id: int | None,
+    attributes: dict,
+    sent: str,
+) -> dict:
+    """PATCH `attributes` of the record `optiply_id`, or (None) POST a new one: intent before, done after."""
+    if optiply_id is not None:
+        client.update(entity, optiply_id, attributes)
+        action = "updated"
+    else:
+        state.record_intent(entity, remote_id, marketplace)
+        optiply_id = client.create(entity, attributes)
+        action = "created"
+    state.record_done(entity, remote_id, marketplace, optiply_id, sent)
+    return {"remoteId": remote_id, "optiply_id": optiply_id, "action": action}
 
 
 BUY_ORDERS, BUY_ORDER_LINES, RECEIPT_LINES = "buyOrders", "buyOrderLines", "receiptLines"
@@ -256,7 +344,8 @@ def deliver_buy_orders(
     lines_known = set(optiply_ids(state, BUY_ORDER_LINES, marketplace))
     records = state.records(BUY_ORDERS, marketplace)
     done = records[records["state"] == "done"].set_index("remote_id")
-    for attributes in orders:
+
+    def deliver(attributes: dict) -> dict | None:
         remote_id = str(attributes["remoteId"])
         header = {k: v for k, v in attributes.items() if k != "orderLines"}
         sent = json.dumps(header, sort_keys=True, default=str)
@@ -268,8 +357,7 @@ def deliver_buy_orders(
             before = json.loads(previous) if isinstance(previous, str) else {}
             changed = {k: v for k, v in header.items() if k != "remoteId" and before.get(k) != v}
             if not changed:
-                report.add("unchanged")
-                continue
+                return None
             client.update(BUY_ORDERS, optiply_id, changed)
             action = "updated"
         else:
@@ -278,8 +366,14 @@ def deliver_buy_orders(
             _record_buy_order_lines(client, state, marketplace, optiply_id)
             action = "created"
         state.record_done(BUY_ORDERS, remote_id, marketplace, optiply_id, sent)
-        report.add(action)
-        report.written.append({"remoteId": remote_id, "optiply_id": optiply_id, "action": action})
+        return {"remoteId": remote_id, "optiply_id": optiply_id, "action": action}
+
+    for written in run_writes(client, [lambda a=attributes: deliver(a) for attributes in orders]):
+        if written is None:
+            report.add("unchanged")
+            continue
+        report.add(written["action"])
+        report.written.append(written)
     return report
 
 
@@ -310,13 +404,8 @@ def deliver_receipt_lines(
     report = DeliveryReport()
     line_ids = optiply_ids(state, BUY_ORDER_LINES, marketplace)
     delivered = set(optiply_ids(state, RECEIPT_LINES, marketplace))
-    for r in receipts.itertuples(index=False):
-        if r.line_remote_id not in line_ids:
-            report.add("line_unknown")
-            continue
-        if r.remoteId in delivered:  # never twice, whatever the plan says
-            report.add("already_delivered")
-            continue
+
+    def deliver(r: Any) -> dict:  # a row of `receipts`
         state.record_intent(RECEIPT_LINES, r.remoteId, marketplace)
         attributes = {
             "remoteId": r.remoteId,
@@ -332,6 +421,17 @@ def deliver_receipt_lines(
             optiply_id,
             json.dumps({"line": r.line_remote_id, "received_total": int(r.received_total), **attributes}),
         )
+        return {"remoteId": r.remoteId, "optiply_id": optiply_id, "action": "created"}
+
+    jobs = []
+    for r in receipts.itertuples(index=False):
+        if r.line_remote_id not in line_ids:
+            report.add("line_unknown")
+        elif r.remoteId in delivered:  # never twice, whatever the plan says
+            report.add("already_delivered")
+        else:
+            jobs.append(lambda r=r: deliver(r))
+    for written in run_writes(client, jobs):
         report.add("created")
-        report.written.append({"remoteId": r.remoteId, "optiply_id": optiply_id, "action": "created"})
+        report.written.append(written)
     return report

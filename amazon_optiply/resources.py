@@ -104,7 +104,9 @@ class OptiplyResource(dg.ConfigurableResource):
     client_secret: str
     account_id: int
     coupling_id: int
-    min_write_interval_seconds: float = 0.2
+    min_write_interval_seconds: float = 0.2  # the starting write rate (1/this per second); 0: no pacing
+    max_writes_per_second: float = 20.0  # the adaptive write rate's ceiling
+    max_concurrent_writes: int = 4
 
     def client(self, state: SyncState) -> OptiplyClient:
         require_https_unless_loopback("OPTIPLY_API_URL", self.api_url)
@@ -120,6 +122,8 @@ class OptiplyResource(dg.ConfigurableResource):
             self.coupling_id,
             token_store=state.token_store("optiply"),
             min_write_interval=self.min_write_interval_seconds,
+            max_writes_per_second=self.max_writes_per_second,
+            max_concurrent_writes=self.max_concurrent_writes,
         )
 
 

@@ -167,7 +167,9 @@ def _add_fba_inbound(conn) -> None:
 
 class SyncState:
     def __init__(self, database_url: str) -> None:
-        self.engine = sa.create_engine(database_url, future=True)
+        # Deliveries record intents and dones from several threads: SQLite waits for its write lock.
+        connect_args = {"timeout": 30} if database_url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(database_url, future=True, connect_args=connect_args)
         with self.engine.begin() as conn:
             # Runs of several marketplaces start together; on Postgres, concurrent CREATE TABLEs collide.
             if conn.dialect.name == "postgresql":

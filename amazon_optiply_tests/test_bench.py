@@ -40,7 +40,7 @@ def test_every_section_ran_and_serializes(results):
         for target in results[section]["targets"]:
             assert set(target) == TARGET_KEYS
     printed = table(results)
-    for number in range(1, 7):
+    for number in range(1, 8):
         assert f"\n{number}. " in printed
     assert "reproduce: .venv/bin/python -m amazon_optiply.bench --scale tiny" in printed
 
@@ -168,3 +168,25 @@ def test_tenant_projection_arithmetic():
     assert p["cores_by_throughput"] == 7  # 33.3 / 10 machines of 2 cores
     assert p["k8s_cpu_seconds_per_run"] == 5.0
     assert p["k8s_cores"] == 3  # 5,000 CPU-seconds in 1,800 s
+
+
+def test_writes_reach_the_sandbox_limit_without_duplicates(results):
+    w = results["writes"]
+    assert w["duplicates"] == 0 and w["lost"] == 0
+    assert w["rate_limited_429"] >= 0 and w["writes"] > 0
+    projected = w["projection_1m"]
+    steady = results["projection"]["steady_state"]["1000000"]
+    assert projected["optiply_writes"] == steady["calls"]["optiply_writes"]
+    # At 5 writes/s and the full share, the cycle is the projection section's own (writes at 0.2 s each).
+    share = min(1.0, w["share_of_limit"])
+    assert projected["cycle_seconds"]["5"] == pytest.approx(
+        steady["total_seconds"]
+        - steady["seconds"]["optiply_writes"]
+        + steady["calls"]["optiply_writes"] / (5 * share),
+        abs=0.2,
+    )
+    assert (
+        projected["cycle_seconds"]["5"]
+        >= projected["cycle_seconds"]["10"]
+        >= projected["cycle_seconds"]["20"]
+    )

@@ -4,7 +4,9 @@ One module per section of the table: `api` (SP-API calls per cycle against the l
 allows, Optiply writes against what changed), `latency` (report DONE -> document parsed), `projection`
 (cycle time at Amazon's documented rates), `transform` (documents -> Optiply payload frames) and `e2e`
 (a `make sync`-like run, Dagster overhead against step work) and `tenants` (one run process per
-tenant-marketplace, many tenants at once: runs per minute, CPU and memory per run, cores for 1,000). Measurement only: nothing here changes
+tenant-marketplace, many tenants at once: runs per minute, CPU and memory per run, cores for 1,000) and
+`writes` (Optiply write throughput against the sandbox's Optiply rate limit; with `projection`, the 1M-SKU
+cycle at Optiply rates of 5, 10 and 20 writes/s). Measurement only: nothing here changes
 how the platform behaves; where a section bends time or rates in the sandbox, its output says so.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SECTIONS = ("api", "latency", "projection", "transform", "e2e", "tenants")
+SECTIONS = ("api", "latency", "projection", "transform", "e2e", "tenants", "writes")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from amazon_optiply.bench import SCALES, SECTIONS
 
 
 def run(scale_name: str, only: list[str]) -> dict:
-    from amazon_optiply.bench import api, e2e, latency, projection, tenants, transform
+    from amazon_optiply.bench import api, e2e, latency, projection, tenants, transform, writes
 
     scale = SCALES[scale_name]
     results: dict = {
@@ -38,6 +38,7 @@ def run(scale_name: str, only: list[str]) -> dict:
         "transform": lambda: transform.run(scale),
         "e2e": lambda: e2e.run(scale),
         "tenants": lambda: tenants.run(scale),
+        "writes": lambda: writes.run(scale, results.get("projection")),
     }
     for section in SECTIONS:
         if section in only:

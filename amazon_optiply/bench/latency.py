@@ -31,6 +31,7 @@ from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
 PATCHED_MODULES = (
     "amazon_optiply.clients.selling_partner",
     "amazon_optiply.clients.amazon",
+    "amazon_optiply.clients.selling_partner",
     "amazon_optiply.sandbox.amazon",
 )
 MIN_PROCESSING, MAX_PROCESSING = 5.0, 600.0

@@ -6,8 +6,8 @@ Time an operation needs at its documented rate and burst (sp-api.md): max(0, cal
 Operations are added up (one marketplace, no overlap between operations: an upper bound; the dominant
 operation alone is the lower bound). getReport polls pace themselves within 2/s while Amazon processes the
 report, so they cost report processing time, which Amazon does not document and is left out. Optiply
-writes are spaced by OPTIPLY_MIN_WRITE_INTERVAL_SECONDS (0.2 s by default: Optiply documents no limit and
-asks for about 5 a second); Optiply reads are counted, not timed.
+writes are timed at 5 a second (0.2 s each: Optiply documents no limit and asks for about 5 a second; the
+client starts there and adapts, see section 7 for other rates); Optiply reads are counted, not timed.
 """
 
 from __future__ import annotations

@@ -159,6 +159,54 @@ def tenants_block(t: dict, scale: str) -> list[str]:
     ]
 
 
+def writes_block(w: dict, scale: str) -> list[str]:
+    lines = [
+        f"7. Optiply writes against the sandbox's Optiply limit of {w['limit_per_second']:.0f} writes/s "
+        f"({w['latency_seconds'] * 1000:.0f} ms per request, {w['max_concurrent_writes']} in flight)",
+        "   how: adaptive rate (AIMD) from 5/s; throughput counted from the first 429; duplicates = remoteIds held twice",
+        *_grid(
+            [
+                "writes",
+                "seconds",
+                "whole run/s",
+                "steady/s",
+                "share",
+                "429s",
+                "Retry-After",
+                "decreases",
+                "dup",
+                "lost",
+            ],
+            [
+                [
+                    w["writes"],
+                    w["seconds"],
+                    w["throughput_per_second"],
+                    w["steady_per_second"],
+                    f"{w['share_of_limit']:.0%}",
+                    w["rate_limited_429"],
+                    w["retry_after_pauses"],
+                    w["rate_decreases"],
+                    w["duplicates"],
+                    w["lost"],
+                ]
+            ],
+        ),
+    ]
+    p = w.get("projection_1m")
+    if p:
+        lines += [
+            f"   1M-SKU steady-state cycle (section 3: {p['optiply_writes']:,} Optiply writes, "
+            f"{p['amazon_seconds']:.0f} s of SP-API, dominant {p.get('amazon_dominant')}), "
+            "writes at Optiply's rate x the share measured:",
+            *_grid(
+                ["Optiply writes/s", "Optiply s", "cycle s"],
+                [[r, f"{p['optiply_seconds'][r]:.0f}", f"{s:.0f}"] for r, s in p["cycle_seconds"].items()],
+            ),
+        ]
+    return [*lines, f"   reproduce: {command(scale, 'api,projection,writes')}"]
+
+
 BLOCKS = {
     "api": api_block,
     "latency": latency_block,
@@ -166,6 +214,7 @@ BLOCKS = {
     "transform": transform_block,
     "e2e": e2e_block,
     "tenants": tenants_block,
+    "writes": writes_block,
 }
 
 

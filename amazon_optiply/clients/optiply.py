@@ -156,17 +156,120 @@ class _Attempt:
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+@dataclass(frozen=True)
+class _Sent:
+    at: float  # monotonic time the write left
+    rate: float  # the rate in force when it took its slot
+    epoch: int = 0  # how many decreases had happened when it took its slot
+
+
+class AdaptiveWriteRate:
+    """The writes/s a client's threads share, adapted to Optiply's answers (AIMD with fast recovery).
+
+    Each write takes the next slot of the current rate (`acquire`). Good answers raise the rate: by one
+    write/s per answer (doubling about every second) until the first trouble, and again until back at
+    `recovery` times the rate that met trouble last; above that by `increase` writes/s per second, probing
+    slowly for more. Trouble (a 429, a 5xx, a dropped connection, or latency above twice its usual level)
+    multiplies the rate by `decrease` at once; answers to writes sent before that decrease do not cut it
+    again (they took their slots at the old rate). A Retry-After holds every thread's next slot until it passes.
+    """
+
+    def __init__(
+        self,
+        start: float,
+        ceiling: float,
+        *,
+        floor: float = 0.2,
+        increase: float = 1.0,
+        decrease: float = 0.5,
+        recovery: float = 0.9,
+        max_pause: float = 60.0,
+    ) -> None:
+        self.ceiling = max(ceiling, floor)
+        self.floor = floor
+        self.increase = increase
+        self.decrease = decrease
+        self.recovery = recovery
+        self.max_pause = max_pause
+        self.rate = min(max(start, floor), self.ceiling)
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._last_trouble_rate: float | None = None
+        self._latency: float | None = None  # moving average of write latency
+        self._latency_floor: float | None = None  # its usual level
+        self.decreases = 0
+        self.pauses = 0
+
+    def acquire(self) -> _Sent:
+        """Wait for this write's slot; returns what `good`/`bad` need to judge its answer."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                slot = max(now, self._next_slot)
+                self._next_slot = slot + 1.0 / self.rate
+                rate, epoch = self.rate, self.decreases
+            if slot > now:
+                time.sleep(slot - now)
+            with self._lock:
+                # A decrease while we waited: the slot was the old rate's; queue again at the new one.
+                if epoch == self.decreases:
+                    return _Sent(time.monotonic(), rate, epoch)
+
+    def good(self, sent: _Sent) -> None:
+        latency = time.monotonic() - sent.at
+        with self._lock:
+            self._latency = latency if self._latency is None else 0.9 * self._latency + 0.1 * latency
+            if self._latency_floor is None or self._latency < self._latency_floor:
+                self._latency_floor = self._latency
+            else:  # let the usual level follow a lasting change slowly
+                self._latency_floor += (self._latency - self._latency_floor) * 0.002
+            if self._latency > 2 * self._latency_floor + 0.05 and sent.epoch == self.decreases:
+                self._decrease(sent)
+                self._latency = self._latency_floor
+                return
+            trouble = self._last_trouble_rate
+            if trouble is None or self.rate < self.recovery * trouble:
+                target = self.ceiling if trouble is None else min(self.ceiling, self.recovery * trouble)
+                self.rate = min(target, self.rate + 1.0)
+            else:
+                self.rate = min(self.ceiling, self.rate + self.increase / self.rate)
+
+    def bad(self, sent: _Sent, retry_after: float | None) -> None:
+        with self._lock:
+            if sent.epoch == self.decreases:
+                self._decrease(sent)
+            if retry_after is not None and retry_after > 0:
+                self.pauses += 1
+                self._paused_until = max(
+                    self._paused_until, time.monotonic() + min(retry_after, self.max_pause)
+                )
+                self._next_slot = max(self._next_slot, self._paused_until)
+
+    def _decrease(self, sent: _Sent) -> None:
+        self._last_trouble_rate = sent.rate
+        self.rate = max(self.floor, min(self.rate, sent.rate) * self.decrease)
+        self._next_slot = max(self._paused_until, time.monotonic() + 1.0 / self.rate)
+        self.decreases += 1
+
+
 class OptiplyClient:
     """Talks to one Optiply account's JSON:API as one coupling (the integration's link to a shop system).
 
-    Records come back flattened: `{"id": int, **attributes, "remoteIdMap": {...}, "uuid": ...}`.
+        Records come back flattened: `{"id": int, **attributes, "remoteIdMap": {...}, "uuid": ...}`.
 
-    Retries: 429, 5xx, connection errors and timeouts are retried up to `max_attempts` times with
-    exponential backoff and full jitter (at least Retry-After when Optiply sends it), then
-    `OptiplyUnavailableError`. Other 4xx raise `OptiplyValidationError` at once; a 401 refreshes the token
-    once and retries. Writes are spaced `min_write_interval` seconds apart (default 0.2 s, about 5/s).
+        Retries: 429, 5xx, connection errors and timeouts are retried up to `max_attempts` times with
+        exponential backoff and full jitter (at least Retry-After when Optiply sends it), then
+        `OptiplyUnavailableError`. Other 4xx raise `OptiplyValidationError` at once; a 401 refreshes the token
+        once and retries.
 
-    Exactly-once creates: see `create`.
+    Write rate: writes (POST/PATCH/DELETE) share one adaptive rate across the client's threads (see
+    `AdaptiveWriteRate`): it starts at one write per `min_write_interval` seconds (default 0.2 s, 5/s; 0 turns
+    pacing off), rises while Optiply answers well, up to `max_writes_per_second`, halves at once on a 429, a
+    5xx, a dropped connection or rising latency, and a Retry-After holds every thread's next write until then.
+    `max_concurrent_writes` is how many writes the deliveries keep in flight (see amazon_optiply.delivery).
+
+        Exactly-once creates: see `create`.
     """
 
     def __init__(
@@ -187,6 +290,8 @@ class OptiplyClient:
         max_retry_after: float = 60.0,
         timeout: float = 30.0,
         min_write_interval: float = 0.2,
+        max_writes_per_second: float = 20.0,
+        max_concurrent_writes: int = 4,
         token_refresh_margin: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -206,12 +311,18 @@ class OptiplyClient:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self.min_write_interval = min_write_interval
+        self.max_concurrent_writes = max(1, int(max_concurrent_writes))
+        self.write_rate: AdaptiveWriteRate | None = (
+            AdaptiveWriteRate(
+                start=1.0 / min_write_interval, ceiling=max(max_writes_per_second, 1.0 / min_write_interval)
+            )
+            if min_write_interval > 0
+            else None
+        )
         self.token_refresh_margin = token_refresh_margin
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._token: dict[str, Any] | None = None
         self._token_lock = threading.RLock()
-        self._write_lock = threading.Lock()
-        self._last_write = 0.0
         self._rng = random.Random()
         # Stored tokens carry a fingerprint so a store shared by mistake never hands us another login's token.
         self._token_key = hashlib.sha256(f"{token_url}\0{client_id}\0{username}".encode()).hexdigest()[:16]
@@ -410,11 +521,13 @@ class OptiplyClient:
             headers = {"Authorization": f"Bearer {access_token}", "Accept": JSONAPI_CONTENT_TYPE}
             if content is not None:
                 headers["Content-Type"] = JSONAPI_CONTENT_TYPE
-            if method != "GET":
-                self._pace_write()
+            rate = self.write_rate if method != "GET" else None
+            sent = rate.acquire() if rate is not None else None
             try:
                 response = self._http.request(method, url, params=params, content=content, headers=headers)
             except httpx.TransportError as exc:
+                if rate is not None and sent is not None:
+                    rate.bad(sent, None)
                 return _Attempt(
                     None,
                     transient=True,
@@ -430,6 +543,11 @@ class OptiplyClient:
                     )
                 self._renew_after_unauthorized(access_token)
                 continue
+            if rate is not None and sent is not None:
+                if status == 429 or status >= 500:
+                    rate.bad(sent, _retry_after_seconds(response.headers.get("Retry-After")))
+                else:
+                    rate.good(sent)
             if status == 429 or status >= 500:
                 return _Attempt(
                     response,
@@ -448,15 +566,6 @@ class OptiplyClient:
         if retry_after is not None:
             return max(min(retry_after, self.max_retry_after), jittered)
         return jittered
-
-    def _pace_write(self) -> None:
-        if self.min_write_interval <= 0:
-            return
-        with self._write_lock:
-            wait = self._last_write + self.min_write_interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last_write = time.monotonic()
 
     def _permanent_error(self, method: str, entity: str, response: httpx.Response) -> OptiplyValidationError:
         errors = _jsonapi_errors(response)

@@ -591,6 +591,10 @@ class OptiplyBackend:
         account_id: int = DEFAULT_ACCOUNT_ID,
         clock: SandboxClock | None = None,
         throttle_retry_after: int | None = None,
+        write_rate_limit: float | None = None,
+        write_burst: float = 1.0,
+        rate_limit_retry_after_every: int = 1,
+        latency_seconds: float = 0.0,
     ) -> None:
         self.username = username
         self._password = password
@@ -605,7 +609,37 @@ class OptiplyBackend:
         # soak kills the sync there, so the write is applied but the sync never learns it.
         self.on_write: Callable[[dict[str, Any]], None] | None = None
         self.lock = threading.RLock()
+        # Optiply's write rate limit (off by default): a token bucket of `write_burst` writes refilled at
+        # `write_rate_limit` writes/s; a write finding it empty gets a 429. Every
+        # `rate_limit_retry_after_every`-th such 429 carries Retry-After (seconds until the next token, as a
+        # decimal), the others none, as real APIs do; 0 never sends it.
+        self.write_rate_limit = write_rate_limit
+        self.write_burst = max(1.0, write_burst)
+        self.rate_limit_retry_after_every = rate_limit_retry_after_every
+        # Seconds every /v1 request takes before it is handled (off by default), so concurrency matters.
+        self.latency_seconds = latency_seconds
+        self._bucket_lock = threading.Lock()
+        self._bucket_tokens = self.write_burst
+        self._bucket_at = time.monotonic()
+        self.rate_limited = 0  # 429s the write rate limit answered
         self._clear_state()
+
+    def take_write_token(self) -> float | None:
+        """None when the write may proceed, else the seconds until the rate limit lets the next one in."""
+        if not self.write_rate_limit:
+            return None
+        with self._bucket_lock:
+            now = time.monotonic()
+            tokens = min(
+                self.write_burst, self._bucket_tokens + (now - self._bucket_at) * self.write_rate_limit
+            )
+            self._bucket_at = now
+            if tokens >= 1.0:
+                self._bucket_tokens = tokens - 1.0
+                return None
+            self._bucket_tokens = tokens
+            self.rate_limited += 1
+            return (1.0 - tokens) / self.write_rate_limit
 
     def _clear_state(self) -> None:
         self.products: dict[int, dict[str, Any]] = {}
@@ -1377,6 +1411,17 @@ def build_optiply_server(
             return jsonapi_error_response(
                 401, "unauthorized", problem, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
+        if backend.latency_seconds > 0:
+            time.sleep(backend.latency_seconds)
+        if request.method in ("POST", "PATCH", "DELETE"):
+            wait = backend.take_write_token()
+            if wait is not None:
+                entry["fault"] = "optiply_rate_limit"
+                every = backend.rate_limit_retry_after_every
+                headers = (
+                    {"Retry-After": f"{wait:.3f}"} if every and backend.rate_limited % every == 0 else None
+                )
+                return jsonapi_error_response(429, "too_many_requests", "Rate limit exceeded", headers)
         if faults.draw("optiply_throttle"):
             entry["fault"] = "optiply_throttle"
             retry_after = backend.throttle_retry_after

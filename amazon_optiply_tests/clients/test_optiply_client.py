@@ -361,7 +361,8 @@ def test_write_pacing_spaces_writes(
     assert len(backend.writes()) == 4
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert len(gaps) == 3
-    assert min(gaps) >= 0.045
+    # The first gap is the starting spacing; good answers then raise the rate a little (AdaptiveWriteRate).
+    assert gaps[0] >= 0.045 and min(gaps) >= 0.04
 
 
 # -- purchasing entities ------------------------------------------------------------------------------------
