@@ -246,7 +246,12 @@ def render_afn_by_country(world: SellerWorld) -> tuple[str, int]:
 
 
 def expected_products_by_country(
-    world: SellerWorld, mp: str, remote_id_suffix: str | None, home: str, synced: list[str]
+    world: SellerWorld,
+    mp: str,
+    remote_id_suffix: str | None,
+    home: str,
+    synced: list[str],
+    count_inbound: bool = False,
 ) -> pd.DataFrame:
     """The products of one marketplace under the `by_country` Pan-EU rule, with AFN by country answering.
 
@@ -256,8 +261,14 @@ def expected_products_by_country(
     pool is counted once in all. A SKU absent from the report keeps today's rule; FBA units of 0 fall back
     to the listing quantity as always.
     """
-    today = world.expected_products(mp, remote_id_suffix, counts_pooled_fba=mp == home)
-    listing_only = world.expected_products(mp, remote_id_suffix, counts_pooled_fba=False)
+    today = world.expected_products(
+        mp, remote_id_suffix, counts_pooled_fba=mp == home, count_inbound=count_inbound
+    )
+    listing_only = world.expected_products(
+        mp, remote_id_suffix, counts_pooled_fba=False, count_inbound=count_inbound
+    )
+    # Inbound units are in the pool's total only when AMAZON_COUNT_INBOUND counts them (off by default).
+    inbound = ["inbound_working", "inbound_shipped", "inbound_receiving"] if count_inbound else []
     units = afn_units_by_country(world)
     pool = fba_pool(mp)
     members = [m for m in synced if fba_pool(m) == pool]
@@ -267,17 +278,7 @@ def expected_products_by_country(
         fba = world.fba[mp].copy()
     total = (
         fba.assign(
-            total=fba[
-                [
-                    "fulfillable",
-                    "inbound_working",
-                    "inbound_shipped",
-                    "inbound_receiving",
-                    "reserved",
-                    "researching",
-                    "unfulfillable",
-                ]
-            ].sum(axis=1)
+            total=fba[["fulfillable", *inbound, "reserved", "researching", "unfulfillable"]].sum(axis=1)
         )
         .groupby("sku")["total"]
         .sum()
