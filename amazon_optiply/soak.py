@@ -107,6 +107,25 @@ def _arm_self_kill(point: str) -> None:
         sa.event.listen(sa.engine.Engine, "after_execute", after_execute)
 
 
+# The sandbox's Amazon runs at RATE_SCALE times Amazon's rates; the SP-API caller's backoff after a
+# transient failure (0.5 s doubling to 30 s) is shortened as much in the soak's children, or a hostile
+# cycle spends most of its time asleep. Only the waits shrink: every retry still happens.
+RATE_SCALE = 20
+
+
+def _compress_amazon_backoff() -> None:
+    from amazon_optiply.clients.amazon import SpApiCaller
+
+    init = SpApiCaller.__init__
+    base = init.__defaults__  # positional defaults: max_attempts, backoff_base, backoff_cap, ...
+    if base is not None:
+        names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
+        values = dict(zip(names[-len(base) :], base, strict=True))
+        values["backoff_base"] /= RATE_SCALE
+        values["backoff_cap"] /= RATE_SCALE
+        init.__defaults__ = tuple(values[n] for n in names[-len(base) :])
+
+
 def _child(env: dict[str, str], log_path: Path, self_kill: str | None) -> None:
     """The forked cycle: one in-process sync of every marketplace, as `python -m amazon_optiply.sync` would."""
     code = 2
@@ -128,6 +147,7 @@ def _child(env: dict[str, str], log_path: Path, self_kill: str | None) -> None:
 
         if self_kill:
             _arm_self_kill(self_kill)
+        _compress_amazon_backoff()
         results = sync_all(dg.DagsterInstance.get())
         for r in results:
             print(r.line(), flush=True)
@@ -354,7 +374,9 @@ def soak(
 ) -> dict[str, int]:
     config = SandboxConfig(
         seller=SellerConfig(marketplaces=tuple(marketplaces), skus=skus, orders_per_day=200, seed=seed),
-        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=20),
+        amazon=AmazonSettings(
+            report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=RATE_SCALE
+        ),
         faults=parse_faults(faults),
         frozen_clock=True,
     )
@@ -687,7 +709,9 @@ def vendor_soak(
     config = SandboxConfig(
         seller=seller,  # the sandbox always has a seller; no tenant of this soak syncs it
         vendor=VendorConfig(seed=seed, origin=seller.origin),
-        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=20),
+        amazon=AmazonSettings(
+            report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=RATE_SCALE
+        ),
         faults=parse_faults(faults),
         frozen_clock=True,
     )
