@@ -1,10 +1,15 @@
 """`python -m amazon_optiply.soak`: many 30-minute cycles against a hostile sandbox, with the sync killed
 mid-delivery, then Optiply's final state compared with the sandbox seller's ground truth.
 
-Each cycle advances the sandbox clock 30 minutes and runs `python -m amazon_optiply.sync` as its own
-process, as the schedule would. On kill cycles that process gets SIGKILL as soon as Optiply has received
-some of its writes: a crash in the middle of delivery. Afterwards, cycles keep running (faults still on,
-clock still) until one succeeds for every marketplace, and the result is one line:
+Each cycle advances the sandbox clock 30 minutes and forks a child process that runs what
+`python -m amazon_optiply.sync` runs (`sync_all` on a Dagster instance) in-process: the soak imports
+Dagster and the platform once, each child starts with them and with nothing else of the cycles before.
+On kill cycles the child dies by SIGKILL (no cleanup, no finally) at one of four points in turn
+(KILL_POINTS): as Optiply applies a sell order, before its answer; a few writes into delivery, seen by
+polling; inside a write's retry (a 429, a 5xx, an answer lost); inside the orders cursor's commit, its
+UPDATE sent. Faults come from both sides (the `hostile` profile: Amazon's, and Optiply's 429s, 5xx, lost
+and slow answers). Afterwards, cycles keep running (faults still on, clock still) until one succeeds for
+every marketplace, and the result is one line:
 
     cycles=30 kills=2 faults=412 orders_lost=0 orders_duplicated=0 orders_unexpected=0 products_wrong=0
 
@@ -124,6 +129,25 @@ def _compress_amazon_backoff() -> None:
         values["backoff_base"] /= RATE_SCALE
         values["backoff_cap"] /= RATE_SCALE
         init.__defaults__ = tuple(values[n] for n in names[-len(base) :])
+
+
+# The Dagster instance of the soak's children: no telemetry, and no compute log capture (by default each
+# step's output is mirrored to files by helper processes started per run: seconds per cycle, nothing a
+# kill or a fault touches).
+SOAK_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
+
+
+def _dagster_home(workdir: Path) -> Path:
+    home = workdir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(SOAK_DAGSTER_YAML)
+    return home
 
 
 def _child(env: dict[str, str], log_path: Path, self_kill: str | None) -> None:
@@ -382,7 +406,7 @@ def soak(
     )
     sandbox = Sandbox(config).start()
     orders_start = config.seller.origin - timedelta(days=1)
-    (workdir / "dagster").mkdir(parents=True, exist_ok=True)
+    _dagster_home(workdir)
     env = {
         **os.environ,
         **sandbox.env(),
@@ -721,7 +745,7 @@ def vendor_soak(
     if flavour == "sell_orders_only":  # the products the vendor's own shop system made in Optiply
         parent = sandbox.vendor.parent_products()
         sandbox.optiply.preload_products(parent)
-    (workdir / "dagster").mkdir(parents=True, exist_ok=True)
+    _dagster_home(workdir)
     registry = workdir / "tenants.yaml"
     entry = {
         "name": VENDOR_TENANT,
