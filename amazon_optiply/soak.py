@@ -1,10 +1,15 @@
 """`python -m amazon_optiply.soak`: many 30-minute cycles against a hostile sandbox, with the sync killed
 mid-delivery, then Optiply's final state compared with the sandbox seller's ground truth.
 
-Each cycle advances the sandbox clock 30 minutes and runs `python -m amazon_optiply.sync` as its own
-process, as the schedule would. On kill cycles that process gets SIGKILL as soon as Optiply has received
-some of its writes: a crash in the middle of delivery. Afterwards, cycles keep running (faults still on,
-clock still) until one succeeds for every marketplace, and the result is one line:
+Each cycle advances the sandbox clock 30 minutes and forks a child process that runs what
+`python -m amazon_optiply.sync` runs (`sync_all` on a Dagster instance) in-process: the soak imports
+Dagster and the platform once, each child starts with them and with nothing else of the cycles before.
+On kill cycles the child dies by SIGKILL (no cleanup, no finally) at one of four points in turn
+(KILL_POINTS): as Optiply applies a sell order, before its answer; a few writes into delivery, seen by
+polling; inside a write's retry (a 429, a 5xx, an answer lost); inside the orders cursor's commit, its
+UPDATE sent. Faults come from both sides (the `hostile` profile: Amazon's, and Optiply's 429s, 5xx, lost
+and slow answers). Afterwards, cycles keep running (faults still on, clock still) until one succeeds for
+every marketplace, and the result is one line:
 
     cycles=30 kills=2 faults=412 orders_lost=0 orders_duplicated=0 orders_unexpected=0 products_wrong=0
 
@@ -25,10 +30,11 @@ whose fields differ from the truth are counted as `orders_wrong` (also a failure
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,8 +59,131 @@ PRODUCT_FIELDS = ["name", "skuCode", "eanCode", "price", "stockLevel"]
 SUMMARY_LINE = re.compile(r"^[a-z0-9][a-z0-9_-]*/[A-Z]{2}: ")  # the sync's line per partition
 
 
-def _sync_command() -> list[str]:
-    return [sys.executable, "-m", "amazon_optiply.sync"]
+# Where a kill cycle's sync dies. "poll": once Optiply has received some of its writes, seen from the soak
+# (a little after that write); "answer": from within the sandbox as Optiply applies a write, before its
+# answer (Optiply has the record, the sync never learns its id); "retry": the sync kills itself as a write
+# it sent has failed transiently and is about to be retried (a 429, a 5xx, an answer lost or too slow);
+# "cursor": the sync kills itself inside the orders cursor's commit, its UPDATE sent, the transaction open.
+KILL_POINTS = ("answer", "poll", "retry", "cursor")
+
+
+def _preload() -> None:
+    """Import what a sync needs once, in the soak's process: each cycle's forked child starts with it."""
+    for module in ("dagster", "amazon_optiply.definitions", "amazon_optiply.sync"):
+        importlib.import_module(module)
+
+
+def _arm_self_kill(point: str) -> None:
+    """In the child: SIGKILL itself at `point` ("retry" or "cursor"). A real death: no finally, no flush."""
+    import sqlalchemy as sa
+
+    from amazon_optiply.clients.optiply import OptiplyClient
+    from amazon_optiply.state import SyncState
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "retry":
+        attempt = OptiplyClient._attempt
+
+        def attempt_then_die(self, method, *args, **kwargs):
+            result = attempt(self, method, *args, **kwargs)
+            if method in ("POST", "PATCH", "DELETE") and result.transient:
+                die()  # the write is in doubt (maybe applied) and its retry not yet sent
+            return result
+
+        OptiplyClient._attempt = attempt_then_die
+    elif point == "cursor":
+        committing = threading.local()
+        commit = SyncState.commit_orders_cursor
+
+        def commit_marked(self, *args, **kwargs):
+            committing.on = True
+            try:
+                return commit(self, *args, **kwargs)
+            finally:
+                committing.on = False
+
+        def after_execute(conn, clauseelement, *args) -> None:
+            if getattr(committing, "on", False) and isinstance(clauseelement, sa.sql.dml.Update):
+                die()  # the cursor's UPDATE is sent, its transaction not committed
+
+        SyncState.commit_orders_cursor = commit_marked
+        sa.event.listen(sa.engine.Engine, "after_execute", after_execute)
+
+
+# The sandbox's Amazon runs at RATE_SCALE times Amazon's rates; the SP-API caller's backoff after a
+# transient failure (0.5 s doubling to 30 s) is shortened as much in the soak's children, or a hostile
+# cycle spends most of its time asleep. Only the waits shrink: every retry still happens.
+RATE_SCALE = 20
+
+
+def _compress_amazon_backoff() -> None:
+    from amazon_optiply.clients.amazon import SpApiCaller
+
+    init = SpApiCaller.__init__
+    base = init.__defaults__  # positional defaults: max_attempts, backoff_base, backoff_cap, ...
+    if base is not None:
+        names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
+        values = dict(zip(names[-len(base) :], base, strict=True))
+        values["backoff_base"] /= RATE_SCALE
+        values["backoff_cap"] /= RATE_SCALE
+        init.__defaults__ = tuple(values[n] for n in names[-len(base) :])
+
+
+# The Dagster instance of the soak's children: no telemetry, and no compute log capture (by default each
+# step's output is mirrored to files by helper processes started per run: seconds per cycle, nothing a
+# kill or a fault touches).
+SOAK_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
+
+
+def _dagster_home(workdir: Path) -> Path:
+    home = workdir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(SOAK_DAGSTER_YAML)
+    return home
+
+
+def _child(env: dict[str, str], log_path: Path, self_kill: str | None) -> None:
+    """The forked cycle: one in-process sync of every marketplace, as `python -m amazon_optiply.sync` would."""
+    code = 2
+    try:
+        os.setsid()
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the child never returns)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        os.environ.clear()
+        os.environ.update(env)
+        import logging
+
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
+        import dagster as dg
+
+        from amazon_optiply.sync import sync_all
+
+        if self_kill:
+            _arm_self_kill(self_kill)
+        _compress_amazon_backoff()
+        results = sync_all(dg.DagsterInstance.get())
+        for r in results:
+            print(r.line(), flush=True)
+        code = 0 if all(r.success for r in results) else 1
+    except BaseException:  # whatever happens, the child must not return into the soak
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _is_write_to(entry: dict, entity: str | None) -> bool:
@@ -81,54 +210,74 @@ def run_cycle(
     log,
     kill_entity: str | None = None,
     before_answer: bool = False,
+    self_kill: str | None = None,
 ) -> str:
-    """One sync process (its output in `log_path`); returns "ok", "failed" or "killed".
+    """One sync in a forked child process (its output in `log_path`); returns "ok", "failed" or "killed".
 
-    With `kill_after_writes` the process is killed (SIGKILL, its whole process group) once Optiply has
+    With `kill_after_writes` the child is killed (SIGKILL, its whole process group) once Optiply has
     received that many of its writes (to `kill_entity` only, when given): mid-delivery. Seen by polling,
     the kill lands a little after that write; `before_answer` kills from within the sandbox as it applies
-    the write, before answering: Optiply has the record, the sync never learns its id.
+    the write, before answering: Optiply has the record, the sync never learns its id. With `self_kill`
+    ("retry" or "cursor") the child kills itself at that point instead (see KILL_POINTS).
     """
     writes_before, entity_before = _writes(sandbox), _writes(sandbox, kill_entity)
     killed = threading.Event()
-    with log_path.open("w") as out:
-        process = subprocess.Popen(_sync_command(), env=env, stdout=out, stderr=out, start_new_session=True)
-        if kill_after_writes is not None and before_answer:
-            seen = [0]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _child(env, log_path, self_kill)
+    if kill_after_writes is not None and before_answer:
+        seen = [0]
 
-            def on_write(entry: dict) -> None:
-                if not killed.is_set() and _is_write_to(entry, kill_entity):
-                    seen[0] += 1
-                    if seen[0] >= kill_after_writes:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        killed.set()
-
-            sandbox.optiply.on_write = on_write
-        try:
-            while process.poll() is None:
-                if (
-                    kill_after_writes is not None
-                    and not before_answer
-                    and _writes(sandbox, kill_entity) - entity_before >= kill_after_writes
-                ):
-                    os.killpg(process.pid, signal.SIGKILL)
+        def on_write(entry: dict) -> None:
+            if not killed.is_set() and _is_write_to(entry, kill_entity):
+                seen[0] += 1
+                if seen[0] >= kill_after_writes:
+                    _kill_group(pid)
                     killed.set()
-                if killed.is_set():
-                    break
-                time.sleep(0.01)
-            process.wait()
-        finally:
-            sandbox.optiply.on_write = None
-    if killed.is_set():
+
+        sandbox.optiply.on_write = on_write
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if (
+                kill_after_writes is not None
+                and not before_answer
+                and not killed.is_set()
+                and _writes(sandbox, kill_entity) - entity_before >= kill_after_writes
+            ):
+                _kill_group(pid)
+                killed.set()
+            time.sleep(0.01)
+    finally:
+        sandbox.optiply.on_write = None
+    signalled = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    if killed.is_set() or signalled:
         target = f" ({kill_entity} {_writes(sandbox, kill_entity) - entity_before})" if kill_entity else ""
         when = ", the last one before its answer" if before_answer else ""
+        when = (
+            f", by itself {'inside a retry' if self_kill == 'retry' else 'committing the orders cursor'}"
+            if self_kill
+            else when
+        )
         log(f"  killed after {_writes(sandbox) - writes_before} writes{target}{when}")
         return "killed"
     # One summary line per partition: `<tenant>/<marketplace>: ...`.
     summary = [line for line in log_path.read_text().splitlines() if SUMMARY_LINE.match(line)]
     for line in summary:
         log(f"  {line}")
-    return "ok" if process.returncode == 0 else "failed"
+    return "ok" if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else "failed"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone; or not yet its own group: the process itself
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _or_none(value):
@@ -209,18 +358,20 @@ def run_cycles(
     """`cycles` cycles, each advancing the clock `step` and running one sync process, `kills` of them killed
     mid-delivery; then cycles on the same clock (faults still on) until one is "ok" and `settled` accepts
     the faults injected during it. `kill_point(cycle, kills_so_far, deferred)` says when to kill: (writes,
-    entity or None for any, whether before the answer, see run_cycle). Returns the outcomes and whether it settled."""
+    entity or None for any, whether before the answer[, self kill]), see run_cycle. Returns the outcomes and whether it settled."""
     # Kill cycles spread over the run, never the last one.
     kill_cycles = {round((i + 1) * cycles / (kills + 1)) for i in range(kills)} if kills else set()
     outcomes: Counter[str] = Counter()
     deferred = 0
     for cycle in range(1, cycles + 1):
         sandbox.advance(step)
-        after, entity, before_answer = (
-            kill_point(cycle, outcomes["killed"], deferred) if cycle in kill_cycles else (None, None, False)
+        after, entity, before_answer, self_kill = (
+            (*kill_point(cycle, outcomes["killed"], deferred), None)[:4]
+            if cycle in kill_cycles
+            else (None, None, False, None)
         )
         outcome = run_cycle(
-            env, sandbox, after, workdir / f"cycle-{cycle:03d}.log", log, entity, before_answer
+            env, sandbox, after, workdir / f"cycle-{cycle:04d}.log", log, entity, before_answer, self_kill
         )
         if cycle in kill_cycles:
             if outcome != "killed":
@@ -247,13 +398,15 @@ def soak(
 ) -> dict[str, int]:
     config = SandboxConfig(
         seller=SellerConfig(marketplaces=tuple(marketplaces), skus=skus, orders_per_day=200, seed=seed),
-        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=20),
+        amazon=AmazonSettings(
+            report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=RATE_SCALE
+        ),
         faults=parse_faults(faults),
         frozen_clock=True,
     )
     sandbox = Sandbox(config).start()
     orders_start = config.seller.origin - timedelta(days=1)
-    (workdir / "dagster").mkdir(parents=True, exist_ok=True)
+    _dagster_home(workdir)
     env = {
         **os.environ,
         **sandbox.env(),
@@ -265,8 +418,19 @@ def soak(
         "DAGSTER_HOME": str(workdir / "dagster"),
         "AMAZON_REPORT_DEADLINE_SECONDS": "120",
     }
+    _preload()
+
+    def seller_kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple:
+        """The kill points in turn (KILL_POINTS); one not met in its cycle (no retry of a write, no
+        cursor to commit) moves to the next cycle, and after four such moves becomes a kill by polling."""
+        point = KILL_POINTS[kills_so_far % len(KILL_POINTS)] if deferred < 4 else "poll"
+        if point == "answer":  # sell orders: the record Optiply has and the sync never heard of
+            return 1 + cycle % 3, "sellOrders", True
+        if point == "poll":  # products are written first, orders after them
+            return 3 + cycle % 7, None, False
+        return None, None, False, point
+
     try:
-        # Kill once a few writes went out: products are written first, orders after them.
         outcomes, settled = run_cycles(
             sandbox,
             env,
@@ -275,7 +439,7 @@ def soak(
             timedelta(minutes=30),
             workdir,
             log,
-            kill_point=lambda cycle, _kills, _deferred: (3 + cycle % 7, None, False),
+            kill_point=seller_kill_point,
         )
         result = compare_with_ground_truth(sandbox, marketplaces, marketplaces[0], orders_start)
         wrong = result.pop("products_wrong_rows")
@@ -569,7 +733,9 @@ def vendor_soak(
     config = SandboxConfig(
         seller=seller,  # the sandbox always has a seller; no tenant of this soak syncs it
         vendor=VendorConfig(seed=seed, origin=seller.origin),
-        amazon=AmazonSettings(report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=20),
+        amazon=AmazonSettings(
+            report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=RATE_SCALE
+        ),
         faults=parse_faults(faults),
         frozen_clock=True,
     )
@@ -579,7 +745,7 @@ def vendor_soak(
     if flavour == "sell_orders_only":  # the products the vendor's own shop system made in Optiply
         parent = sandbox.vendor.parent_products()
         sandbox.optiply.preload_products(parent)
-    (workdir / "dagster").mkdir(parents=True, exist_ok=True)
+    _dagster_home(workdir)
     registry = workdir / "tenants.yaml"
     entry = {
         "name": VENDOR_TENANT,
@@ -601,6 +767,7 @@ def vendor_soak(
         "AMAZON_REPORT_DEADLINE_SECONDS": "120",
     }
     targets = VENDOR_KILL_TARGETS[flavour]
+    _preload()
 
     def kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple[int, str | None, bool]:
         before_answer = (kills_so_far // len(targets)) % 2 == 0

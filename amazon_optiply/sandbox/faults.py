@@ -24,6 +24,7 @@ FAULT_KINDS = (
     "optiply_throttle",  # Optiply answers 429
     "optiply_server_error",  # Optiply answers 502/503
     "optiply_lost_answer",  # Optiply applies a write but the connection is reset before the answer
+    "optiply_slow_answer",  # Optiply answers, but only after OptiplyBackend.slow_answer_seconds
 )
 
 
@@ -45,6 +46,7 @@ class FaultRates:
     optiply_throttle: float = 0.0
     optiply_server_error: float = 0.0
     optiply_lost_answer: float = 0.0
+    optiply_slow_answer: float = 0.0
 
 
 PROFILES: dict[str, FaultRates] = {
@@ -73,6 +75,7 @@ PROFILES: dict[str, FaultRates] = {
         optiply_throttle=0.08,
         optiply_server_error=0.05,
         optiply_lost_answer=0.05,
+        optiply_slow_answer=0.05,
     ),
 }
 

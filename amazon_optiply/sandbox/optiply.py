@@ -608,6 +608,8 @@ class OptiplyBackend:
         # Called with each write's log entry (see writes()) once it is handled, before it is answered: the
         # soak kills the sync there, so the write is applied but the sync never learns it.
         self.on_write: Callable[[dict[str, Any]], None] | None = None
+        # How late an `optiply_slow_answer` fault answers (the client's timeout is 30 s: this is latency).
+        self.slow_answer_seconds = 0.5
         self.lock = threading.RLock()
         # Optiply's write rate limit (off by default): a token bucket of `write_burst` writes refilled at
         # `write_rate_limit` writes/s; a write finding it empty gets a 429. Every
@@ -1438,6 +1440,9 @@ def build_optiply_server(
             response = handler(request)
         except ApiError as exc:
             response = _jsonapi(exc.status, {"errors": exc.errors})
+        if faults.draw("optiply_slow_answer"):  # applied, answered late (a write: after on_write)
+            entry["fault"] = "optiply_slow_answer"
+            entry["slow"] = True
         if lose_answer:
             entry["fault"] = "optiply_lost_answer"
             entry["answered"] = False
@@ -1477,6 +1482,8 @@ def build_optiply_server(
             backend.requests.append(entry)
         if is_write and backend.on_write is not None:
             backend.on_write(entry)
+        if entry.get("slow"):
+            time.sleep(backend.slow_answer_seconds)
         return response
 
     return SandboxHTTPServer(host, port, dispatch, jsonapi_error_response)

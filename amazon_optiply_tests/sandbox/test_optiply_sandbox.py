@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -474,6 +475,24 @@ def test_lost_answer_applies_the_write_then_resets_the_connection(
         product_id,
     )
     assert faults.injected["optiply_lost_answer"] == 1
+
+
+def test_slow_answer_applies_the_write_and_answers_late(
+    api: httpx.Client, backend: OptiplyBackend, faults: Faults
+) -> None:
+    faults.set_rates(FaultRates(optiply_slow_answer=1.0))
+    backend.slow_answer_seconds = 0.3
+    seen_before_answer = []
+    backend.on_write = lambda entry: seen_before_answer.append(
+        len(backend.find("products", remoteId="B0MUG"))
+    )
+    began = time.monotonic()
+    response = post(api, "products", product())
+    assert response.status_code == 201 and time.monotonic() - began >= 0.3
+    assert seen_before_answer == [1]  # applied, and on_write told, before the late answer
+    [write] = backend.writes()
+    assert (write["fault"], write["answered"], write["status"]) == ("optiply_slow_answer", True, 201)
+    assert faults.injected["optiply_slow_answer"] == 1
 
 
 # -- purchasing entities ------------------------------------------------------------------------------------
