@@ -402,6 +402,7 @@ FAULT_RATES = {
     "optiply_throttle": 0.2,
     "optiply_server_error": 0.2,
     "optiply_lost_answer": 0.2,
+    "optiply_slow_answer": 0.2,
 }
 # Kinds that may fail a run (loudly); the others must be absorbed by retries within the run.
 RUN_FAILING_KINDS = {
