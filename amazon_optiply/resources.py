@@ -24,7 +24,7 @@ from amazon_optiply.clients.optiply import OptiplyClient
 from amazon_optiply.clients.selling_partner import SellingPartner
 from amazon_optiply.marketplaces import fba_pool, fba_pool_home, marketplace_from_seller_central_url
 from amazon_optiply.partitions import SettingError, marketplace_codes
-from amazon_optiply.state import SyncState
+from amazon_optiply.state import SyncState, open_state
 from amazon_optiply.transforms.optiply import FLAVOURS, MATCH_KEYS
 
 
@@ -141,7 +141,7 @@ class SyncStateResource(dg.ConfigurableResource):
     database_url: str = ""
 
     def open(self) -> SyncState:
-        return SyncState(self.database_url or default_state_url())
+        return open_state(self.database_url or default_state_url())
 
 
 class IntegrationSettings(dg.ConfigurableResource):

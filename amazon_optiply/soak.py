@@ -43,6 +43,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import yaml
@@ -54,6 +55,7 @@ from amazon_optiply.sandbox.faults import parse_faults
 from amazon_optiply.sandbox.seller import SellerConfig
 from amazon_optiply.sandbox.server import OPTIPLY_ACCOUNT_ID, OPTIPLY_COUPLING_ID, Sandbox, SandboxConfig
 from amazon_optiply.sandbox.vendor import VendorConfig, VendorFacts
+from amazon_optiply.tenants import DEFAULT_TENANT, partition_key
 
 PRODUCT_FIELDS = ["name", "skuCode", "eanCode", "price", "stockLevel"]
 SUMMARY_LINE = re.compile(r"^[a-z0-9][a-z0-9_-]*/[A-Z]{2}: ")  # the sync's line per partition
@@ -67,10 +69,20 @@ SUMMARY_LINE = re.compile(r"^[a-z0-9][a-z0-9_-]*/[A-Z]{2}: ")  # the sync's line
 KILL_POINTS = ("answer", "poll", "retry", "cursor")
 
 
-def _preload() -> None:
-    """Import what a sync needs once, in the soak's process: each cycle's forked child starts with it."""
+_definitions = None  # the platform's Definitions, built once in the soak's process (see _preload)
+
+
+def _preload(env: dict[str, str]) -> None:
+    """Import what a sync needs and build its Definitions once, in the soak's process, under the children's
+    environment: each cycle's forked child starts with them (building them took a tenth of a cycle)."""
+    global _definitions
     for module in ("dagster", "amazon_optiply.definitions", "amazon_optiply.sync"):
         importlib.import_module(module)
+    from amazon_optiply.definitions import defs
+
+    with mock.patch.dict(os.environ, env, clear=True):
+        _definitions = defs()
+        _definitions.get_repository_def()  # resolves every job now, not in each child
 
 
 def _arm_self_kill(point: str) -> None:
@@ -112,23 +124,36 @@ def _arm_self_kill(point: str) -> None:
         sa.event.listen(sa.engine.Engine, "after_execute", after_execute)
 
 
-# The sandbox's Amazon runs at RATE_SCALE times Amazon's rates; the SP-API caller's backoff after a
-# transient failure (0.5 s doubling to 30 s) is shortened as much in the soak's children, or a hostile
-# cycle spends most of its time asleep. Only the waits shrink: every retry still happens.
-RATE_SCALE = 20
+# The sandbox's Amazon runs at RATE_SCALE times Amazon's rates (a cycle takes seconds, not 30 minutes, and
+# must not wait for createReport's one a minute) and makes a report in REPORT_SECONDS; the SP-API caller's
+# backoff after a transient failure (0.5 s doubling to 30 s) is BACKOFF_SCALE times shorter in the soak's
+# children, and its report polling as fast as reports are made, or a hostile cycle spends most of its time
+# asleep. Only the waits shrink: every retry, poll and throttle (the faults' 429s) still happens.
+RATE_SCALE = 1000
+BACKOFF_SCALE = 100
+REPORT_SECONDS = 0.05
 
 
-def _compress_amazon_backoff() -> None:
+def _compress_amazon_waits() -> None:
     from amazon_optiply.clients.amazon import SpApiCaller
+    from amazon_optiply.clients.selling_partner import SellingPartner
 
     init = SpApiCaller.__init__
     base = init.__defaults__  # positional defaults: max_attempts, backoff_base, backoff_cap, ...
     if base is not None:
         names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
         values = dict(zip(names[-len(base) :], base, strict=True))
-        values["backoff_base"] /= RATE_SCALE
-        values["backoff_cap"] /= RATE_SCALE
+        values["backoff_base"] /= BACKOFF_SCALE
+        values["backoff_cap"] /= BACKOFF_SCALE
         init.__defaults__ = tuple(values[n] for n in names[-len(base) :])
+    # Reports are DONE within REPORT_SECONDS (slow ones ten times that): polled as often, not once a second.
+    partner_init = SellingPartner.__init__
+
+    def polling_faster(self, *args, **kwargs):
+        partner_init(self, *args, **kwargs)
+        self.max_poll_interval_seconds = min(self.max_poll_interval_seconds, REPORT_SECONDS)
+
+    SellingPartner.__init__ = polling_faster
 
 
 # The Dagster instance of the soak's children: no telemetry, and no compute log capture (by default each
@@ -150,8 +175,10 @@ def _dagster_home(workdir: Path) -> Path:
     return home
 
 
-def _child(env: dict[str, str], log_path: Path, self_kill: str | None) -> None:
-    """The forked cycle: one in-process sync of every marketplace, as `python -m amazon_optiply.sync` would."""
+def _child(env: dict[str, str], log_path: Path, self_kill: str | None, partition: str | None) -> None:
+    """A forked cycle's sync of one partition (every partition when None), as `python -m amazon_optiply.sync`
+    would run it, on an in-memory Dagster instance: the soak checks Optiply and the state database, not
+    Dagster's run history, and writing that history to disk cost a third of a cycle."""
     code = 2
     try:
         os.setsid()
@@ -171,8 +198,16 @@ def _child(env: dict[str, str], log_path: Path, self_kill: str | None) -> None:
 
         if self_kill:
             _arm_self_kill(self_kill)
-        _compress_amazon_backoff()
-        results = sync_all(dg.DagsterInstance.get())
+        _compress_amazon_waits()
+        instance, only = dg.DagsterInstance.ephemeral(), None if partition is None else {partition}
+        if env.get("SOAK_PROFILE"):  # --profile: where a cycle's time goes, per partition
+            import cProfile
+
+            profile = cProfile.Profile()
+            results = profile.runcall(sync_all, instance, only, _definitions)
+            profile.dump_stats(log_path.with_suffix(".prof"))
+        else:
+            results = sync_all(instance, only, _definitions)
         for r in results:
             print(r.line(), flush=True)
         code = 0 if all(r.success for r in results) else 1
@@ -198,8 +233,8 @@ def _is_write_to(entry: dict, entity: str | None) -> bool:
 
 def _writes(sandbox: Sandbox, entity: str | None = None) -> int:
     """How many writes Optiply has received (to `entity` only, when given), answered or not."""
-    with sandbox.optiply.lock:  # counted in place: a copy of every request each poll would cost more
-        return sum(1 for entry in sandbox.optiply.requests if _is_write_to(entry, entity))
+    received = sandbox.optiply.writes_received
+    return received[entity] if entity else sum(received.values())
 
 
 def run_cycle(
@@ -211,22 +246,39 @@ def run_cycle(
     kill_entity: str | None = None,
     before_answer: bool = False,
     self_kill: str | None = None,
+    partitions: tuple[str | None, ...] = (None,),
 ) -> str:
-    """One sync in a forked child process (its output in `log_path`); returns "ok", "failed" or "killed".
+    """One sync: a forked child process per partition, all at once as the run queue starts them (output in
+    `log_path`, a file per partition); returns "ok", "failed" or "killed".
 
-    With `kill_after_writes` the child is killed (SIGKILL, its whole process group) once Optiply has
-    received that many of its writes (to `kill_entity` only, when given): mid-delivery. Seen by polling,
-    the kill lands a little after that write; `before_answer` kills from within the sandbox as it applies
-    the write, before answering: Optiply has the record, the sync never learns its id. With `self_kill`
-    ("retry" or "cursor") the child kills itself at that point instead (see KILL_POINTS).
+    With `kill_after_writes` every child is killed (SIGKILL, its whole process group: the machine dies) once
+    Optiply has received that many of the cycle's writes (to `kill_entity` only, when given): mid-delivery.
+    Seen by polling, the kill lands a little after that write; `before_answer` kills from within the sandbox
+    as it applies the write, before answering: Optiply has the record, the sync never learns its id. With
+    `self_kill` ("retry" or "cursor") a child kills itself at that point instead (see KILL_POINTS).
     """
     writes_before, entity_before = _writes(sandbox), _writes(sandbox, kill_entity)
     killed = threading.Event()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        _child(env, log_path, self_kill)
+    logs: dict[int, Path] = {}
+    for partition in partitions:
+        path = (
+            log_path
+            if partition is None
+            else log_path.with_name(f"{log_path.stem}-{partition.replace('/', '-')}.log")
+        )
+        pid = os.fork()
+        if pid == 0:
+            _child(env, path, self_kill, partition)
+        logs[pid] = path
+
+    def kill_all() -> None:
+        for child in running:
+            _kill_group(child)
+        killed.set()
+
+    running = set(logs)
     if kill_after_writes is not None and before_answer:
         seen = [0]
 
@@ -234,27 +286,29 @@ def run_cycle(
             if not killed.is_set() and _is_write_to(entry, kill_entity):
                 seen[0] += 1
                 if seen[0] >= kill_after_writes:
-                    _kill_group(pid)
-                    killed.set()
+                    kill_all()
 
         sandbox.optiply.on_write = on_write
+    statuses: dict[int, int] = {}
     try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
+        while running:
+            for child in list(running):
+                done, status = os.waitpid(child, os.WNOHANG)
+                if done:
+                    running.discard(child)
+                    statuses[child] = status
             if (
-                kill_after_writes is not None
+                running
+                and kill_after_writes is not None
                 and not before_answer
                 and not killed.is_set()
                 and _writes(sandbox, kill_entity) - entity_before >= kill_after_writes
             ):
-                _kill_group(pid)
-                killed.set()
-            time.sleep(0.01)
+                kill_all()
+            time.sleep(0.005)
     finally:
         sandbox.optiply.on_write = None
-    signalled = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    signalled = any(os.WIFSIGNALED(s) and os.WTERMSIG(s) == signal.SIGKILL for s in statuses.values())
     if killed.is_set() or signalled:
         target = f" ({kill_entity} {_writes(sandbox, kill_entity) - entity_before})" if kill_entity else ""
         when = ", the last one before its answer" if before_answer else ""
@@ -266,10 +320,12 @@ def run_cycle(
         log(f"  killed after {_writes(sandbox) - writes_before} writes{target}{when}")
         return "killed"
     # One summary line per partition: `<tenant>/<marketplace>: ...`.
-    summary = [line for line in log_path.read_text().splitlines() if SUMMARY_LINE.match(line)]
-    for line in summary:
-        log(f"  {line}")
-    return "ok" if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else "failed"
+    for path in logs.values():
+        for line in path.read_text().splitlines():
+            if SUMMARY_LINE.match(line):
+                log(f"  {line}")
+    ok = all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses.values())
+    return "ok" if ok else "failed"
 
 
 def _kill_group(pid: int) -> None:
@@ -354,6 +410,7 @@ def run_cycles(
     log,
     kill_point,
     settled=lambda cycle_faults: True,
+    partitions: tuple[str | None, ...] = (None,),
 ) -> tuple[Counter[str], bool]:
     """`cycles` cycles, each advancing the clock `step` and running one sync process, `kills` of them killed
     mid-delivery; then cycles on the same clock (faults still on) until one is "ok" and `settled` accepts
@@ -370,9 +427,19 @@ def run_cycles(
             if cycle in kill_cycles
             else (None, None, False, None)
         )
+        began = time.perf_counter()
         outcome = run_cycle(
-            env, sandbox, after, workdir / f"cycle-{cycle:04d}.log", log, entity, before_answer, self_kill
+            env,
+            sandbox,
+            after,
+            workdir / f"cycle-{cycle:04d}.log",
+            log,
+            entity,
+            before_answer,
+            self_kill,
+            partitions,
         )
+        took = time.perf_counter() - began
         if cycle in kill_cycles:
             if outcome != "killed":
                 kill_cycles.add(cycle + 1)  # the process ended before writing that much: kill the next one
@@ -380,10 +447,10 @@ def run_cycles(
             else:
                 deferred = 0
         outcomes[outcome] += 1
-        log(f"cycle {cycle}: {outcome} (faults so far {sandbox.faults.total_injected})")
+        log(f"cycle {cycle}: {outcome} in {took:.1f} s (faults so far {sandbox.faults.total_injected})")
     for attempt in range(1, 9):  # faults stay on: the platform must settle through them
         before = dict(sandbox.faults.injected)
-        outcome = run_cycle(env, sandbox, None, workdir / f"settle-{attempt}.log", log)
+        outcome = run_cycle(env, sandbox, None, workdir / f"settle-{attempt}.log", log, partitions=partitions)
         injected = {k: n - before[k] for k, n in sandbox.faults.injected.items() if n > before[k]}
         log(f"settle {attempt}: {outcome}")
         if outcome == "ok":
@@ -399,7 +466,7 @@ def soak(
     config = SandboxConfig(
         seller=SellerConfig(marketplaces=tuple(marketplaces), skus=skus, orders_per_day=200, seed=seed),
         amazon=AmazonSettings(
-            report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=RATE_SCALE
+            report_queue_seconds=0.01, report_processing_seconds=REPORT_SECONDS, rate_scale=RATE_SCALE
         ),
         faults=parse_faults(faults),
         frozen_clock=True,
@@ -418,7 +485,7 @@ def soak(
         "DAGSTER_HOME": str(workdir / "dagster"),
         "AMAZON_REPORT_DEADLINE_SECONDS": "120",
     }
-    _preload()
+    _preload(env)
 
     def seller_kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple:
         """The kill points in turn (KILL_POINTS); one not met in its cycle (no retry of a write, no
@@ -440,6 +507,7 @@ def soak(
             workdir,
             log,
             kill_point=seller_kill_point,
+            partitions=tuple(partition_key(DEFAULT_TENANT, code) for code in marketplaces),
         )
         result = compare_with_ground_truth(sandbox, marketplaces, marketplaces[0], orders_start)
         wrong = result.pop("products_wrong_rows")
@@ -734,7 +802,7 @@ def vendor_soak(
         seller=seller,  # the sandbox always has a seller; no tenant of this soak syncs it
         vendor=VendorConfig(seed=seed, origin=seller.origin),
         amazon=AmazonSettings(
-            report_queue_seconds=0.05, report_processing_seconds=0.3, rate_scale=RATE_SCALE
+            report_queue_seconds=0.01, report_processing_seconds=REPORT_SECONDS, rate_scale=RATE_SCALE
         ),
         faults=parse_faults(faults),
         frozen_clock=True,
@@ -767,7 +835,7 @@ def vendor_soak(
         "AMAZON_REPORT_DEADLINE_SECONDS": "120",
     }
     targets = VENDOR_KILL_TARGETS[flavour]
-    _preload()
+    _preload(env)
 
     def kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple[int, str | None, bool]:
         before_answer = (kills_so_far // len(targets)) % 2 == 0
@@ -834,13 +902,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, default=None, help="kept for inspection; default a temp dir")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile each cycle's syncs: a .prof beside each cycle's log"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        os.environ["SOAK_PROFILE"] = "1"  # the children's environment is the soak's, plus the sandbox's
 
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+    # In memory when the machine has a tmpfs: the state database's and asset files' syncs to disk are no
+    # part of what the soak tests.
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="soak-", dir=shm) as tmp:
         workdir = args.workdir or Path(tmp)
         if args.vendor:
             r = vendor_soak(

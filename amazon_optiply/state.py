@@ -8,6 +8,8 @@ id map it yields, and the Optiply token (Optiply refuses a new one while the las
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +165,20 @@ def _add_fba_inbound(conn) -> None:
                 raise
     if missing:
         conn.execute(fba_reads.delete())
+
+
+_opened: dict[tuple[int, str], SyncState] = {}
+_opening = threading.Lock()
+
+
+def open_state(database_url: str) -> SyncState:
+    """This process's one SyncState per database. Steps and writes open the state hundreds of times a run;
+    an engine (a connection pool) and the table checks made each time cost more CPU than the sync's work."""
+    key = (os.getpid(), database_url)  # a forked child must not use its parent's pooled connections
+    with _opening:
+        if key not in _opened:
+            _opened[key] = SyncState(database_url)
+        return _opened[key]
 
 
 class SyncState:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import dagster as dg
@@ -71,11 +72,16 @@ def _root_message(error) -> str:
     return error.message.strip().splitlines()[0]
 
 
-def sync_all(instance: dg.DagsterInstance | None = None) -> list[MarketplaceResult]:
-    """One run per marketplace of every tenant not paused, one after another; a new partition is registered first."""
+def sync_all(
+    instance: dg.DagsterInstance | None = None,
+    only: Collection[str] | None = None,
+    definitions: dg.Definitions | None = None,
+) -> list[MarketplaceResult]:
+    """One run per marketplace of every tenant not paused (of the partition keys in `only`, when given), one
+    after another; a new partition is registered first."""
     from amazon_optiply.definitions import defs
 
-    definitions = defs()
+    definitions = definitions or defs()
     instance = instance or dg.DagsterInstance.get()
     registry = TenantRegistry.load()
     return [
@@ -83,6 +89,7 @@ def sync_all(instance: dg.DagsterInstance | None = None) -> list[MarketplaceResu
         for tenant in registry.tenants.values()
         if not tenant.paused
         for marketplace in tenant.marketplaces
+        if only is None or partition_key(tenant.name, marketplace) in only
     ]
 
 

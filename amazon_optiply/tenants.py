@@ -293,9 +293,9 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 def tenant_state(tenant: Tenant):
     from amazon_optiply.resources import default_state_url
-    from amazon_optiply.state import SyncState
+    from amazon_optiply.state import open_state
 
-    return SyncState(tenant.state_database_url or default_state_url(tenant.name))
+    return open_state(tenant.state_database_url or default_state_url(tenant.name))
 
 
 def main(argv: list[str] | None = None) -> int:

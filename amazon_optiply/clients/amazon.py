@@ -32,6 +32,7 @@ from sp_api.base.exceptions import (
     SellingApiTemporarilyUnavailableException,
 )
 
+from amazon_optiply.clients.tls import tls_context
 from amazon_optiply.marketplaces import MARKETPLACES, python_codec
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def build_api(
         "credentials": credentials.as_library_dict(),
         "auth_token_client_class": _lwa_client_class(token_url or LWA_TOKEN_URL),
         "timeout": timeout,
+        "verify": tls_context(),
     }
     if version:
         kwargs["version"] = version
@@ -387,7 +389,7 @@ class DownloadedDocument:
 def download_report_document(url: str, compression: str | None, timeout: float = 120) -> DownloadedDocument:
     """Fetch a presigned report document (no Amazon credentials sent), gunzip it, decode by its charset."""
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = httpx.get(url, timeout=timeout, verify=tls_context())
     except httpx.TransportError as exc:
         raise ReportDocumentError(f"report document download failed: {type(exc).__name__}") from None
     if response.status_code != 200:

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from amazon_optiply.clients.tls import tls_context
+
 logger = logging.getLogger(__name__)
 
 JSONAPI_CONTENT_TYPE = "application/vnd.api+json"
@@ -320,7 +322,7 @@ class OptiplyClient:
             else None
         )
         self.token_refresh_margin = token_refresh_margin
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_context())
         self._token: dict[str, Any] | None = None
         self._token_lock = threading.RLock()
         self._rng = random.Random()

@@ -8,6 +8,7 @@ builds one per run, and tests drive it alone.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,6 +118,14 @@ def _refuse_inside_cooldown(
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _shared_api(api_class, marketplace: str, credentials: SpApiCredentials, endpoint, token_url):
+    """Made once a process, not once a step: each API object builds HTTP clients with their own TLS context
+    (about 20 ms of CPU each). The library keeps per-request values on the object, so one is never used by
+    two threads at once; a run's SP-API calls are made one after another."""
+    return build_api(api_class, marketplace, credentials, endpoint, token_url)
+
+
 class SellingPartner:
     """SP-API calls for one selling partner's authorisation; region hosts follow the marketplace unless
     `endpoint` overrides them (a sandbox or a proxy)."""
@@ -139,7 +148,7 @@ class SellingPartner:
 
     def api(self, api_class, marketplace: str):
         """A python-amazon-sp-api API object for this marketplace's region (or the endpoint override)."""
-        return build_api(
+        return _shared_api(
             api_class, marketplace, self.credentials, self.endpoint or None, self.lwa_token_url or None
         )
 
@@ -294,7 +303,7 @@ class SellingPartner:
     ) -> tuple[dict, float, int]:
         """Poll getReport until the report is final: fast at first, then less often, never past the deadline."""
         began = time.monotonic()
-        interval, polls = 0.2, 0
+        interval, polls = min(0.2, self.max_poll_interval_seconds), 0
         report = known
         while True:
             if report is None or report["processingStatus"] not in FINAL_REPORT_STATUSES:

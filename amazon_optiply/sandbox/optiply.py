@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -653,6 +654,9 @@ class OptiplyBackend:
         self.buy_order_lines: dict[int, dict[str, Any]] = {}
         self.receipt_lines: dict[int, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
+        # Writes received per entity (`/v1/<entity>...`), answered or not: kept as they come, so a soak
+        # polling them every few milliseconds does not walk a request log that grows all run long.
+        self.writes_received: Counter[str] = Counter()
         self.password_grants = 0
         self.refresh_grants = 0
         self._meta: dict[str, dict[int, dict[str, Any]]] = {entity: {} for entity in ENTITIES}
@@ -718,6 +722,13 @@ class OptiplyBackend:
     def reset_request_log(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.writes_received.clear()
+
+    def _log(self, entry: dict[str, Any], is_write: bool) -> None:
+        with self.lock:
+            self.requests.append(entry)
+            if is_write:
+                self.writes_received[entry["path"][len("/v1/") :].split("/", 1)[0]] += 1
 
     def issued_tokens(self) -> list[str]:
         """Every live access and refresh token, so tests can check none leaks into a message."""
@@ -1469,8 +1480,7 @@ def build_optiply_server(
             response = handle(request, entry)
         except Exception:
             entry["status"] = 500
-            with backend.lock:
-                backend.requests.append(entry)
+            backend._log(entry, is_write)
             raise
         if entry["answered"]:
             entry["status"] = response.status
@@ -1478,8 +1488,7 @@ def build_optiply_server(
                 entry["id"] = int(request.path_params["id"]) if response.status == 204 else None
             elif is_write:
                 entry["id"] = _response_id(response)
-        with backend.lock:
-            backend.requests.append(entry)
+        backend._log(entry, is_write)
         if is_write and backend.on_write is not None:
             backend.on_write(entry)
         if entry.get("slow"):
