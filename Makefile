@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test test-fast sync soak soak-vendor bench lint format sandbox
+.PHONY: run test test-fast sync soak soak-vendor bench bench-tenants lint format sandbox
 # One pytest worker per core; tests that share a module's server run on one worker (xdist_group).
 PYTEST_PARALLEL := -n auto --dist loadgroup
 
@@ -37,15 +37,21 @@ sync: $(STAMP)  ## one headless sync of every marketplace against the embedded s
 	AMAZON_MARKETPLACES=$${AMAZON_MARKETPLACES:-DE,FR,US} DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home_sync} \
 	  sh -c 'mkdir -p "$$DAGSTER_HOME" && cp dagster.yaml "$$DAGSTER_HOME/" && $(PY) -m amazon_optiply.sync --embedded-sandbox'
 
-soak: $(STAMP)  ## 30 cycles of DE,US against the hostile sandbox, the sync killed twice; ground truth compared
-	$(PY) -m amazon_optiply.soak --cycles $${SOAK_CYCLES:-30} --kills $${SOAK_KILLS:-2}
+soak: $(STAMP)  ## 30 cycles against the hostile sandbox (DE,US seller, then a tenth each secondary and vendor), killed twice; ground truth compared
+	$(PY) -m amazon_optiply.soak --worlds seller,secondary,vendor --cycles $${SOAK_CYCLES:-30} --kills $${SOAK_KILLS:-2}
 
 soak-vendor: $(STAMP)  ## 30 six-hour cycles of a vendor tenant against the hostile sandbox, killed 3 times; vendor ground truth compared
 	$(PY) -m amazon_optiply.soak --vendor --vendor-flavour $${SOAK_VENDOR_FLAVOUR:-full} \
 	  --cycles $${SOAK_CYCLES:-30} --kills $${SOAK_KILLS:-3}
 
+# The scale figures in one run; `tenants` (200 tenants' runs, about 40 minutes) has its own target.
+BENCH_SECTIONS := api,latency,projection,transform,e2e,writes
+
 bench: $(STAMP)  ## performance figures against the sandbox: prints a table, writes bench/results.json
-	$(PY) -m amazon_optiply.bench --scale full
+	$(PY) -m amazon_optiply.bench --scale full --only $${BENCH_ONLY:-$(BENCH_SECTIONS)}
+
+bench-tenants: $(STAMP)  ## many tenants' runs at once: runs/min, CPU and memory per run; bench/results-tenants-full.json
+	$(PY) -m amazon_optiply.bench --scale full --only tenants --out bench/results-tenants-full.json
 
 sandbox: $(STAMP)  ## only the sandbox servers, in the foreground
 	$(PY) -m amazon_optiply.sandbox --sp-api-port 8701 --optiply-port 8702

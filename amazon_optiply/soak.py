@@ -15,6 +15,12 @@ every marketplace, and the result is one line:
 
 The exit status is non-zero when any of the last four is not 0, or no cycle ever succeeded.
 
+A cycle's marketplaces sync at once, a child process each (as the run queue starts a tenant's runs), on
+an in-memory Dagster instance; waits are shrunk with the sandbox (see RATE_SCALE), so a cycle takes
+seconds. `--worlds seller,secondary,vendor` (what `make soak` runs) gives the full flavour most cycles,
+then a tenth each to the secondary flavour (sell orders onto the products a shop system made, judged by
+compare_secondary_with_ground_truth) and to the vendor world below, and sums the counters on the last line.
+
 With `--vendor` the sandbox gets a Vendor Central world and the registry (a TENANTS_FILE the soak writes)
 one vendor tenant (`--vendor-flavour full` or `sell_orders_only`); each cycle advances the clock
 `--vendor-step-hours` (6 by default: purchase orders are acknowledged, received and closed over days),
@@ -34,6 +40,7 @@ import contextlib
 import importlib
 import os
 import re
+import resource
 import signal
 import sys
 import tempfile
@@ -400,6 +407,58 @@ def compare_with_ground_truth(
     }
 
 
+def compare_secondary_with_ground_truth(
+    sandbox: Sandbox, marketplaces: list[str], orders_start, shop: dict[str, int], shop_products: dict
+) -> dict:
+    """The secondary flavour's end state: each sell order once, its lines on the shop's product of their SKU
+    with Amazon's quantities and its total Amazon's (else `orders_wrong`), and the shop's products untouched:
+    one changed, gone or added is `products_wrong`."""
+    snapshot = sandbox.optiply.snapshot()
+    expected = {
+        o.order_id: o
+        for code in marketplaces
+        for o in sandbox.world.expected_sell_orders(code, orders_start, sandbox.clock.now())
+    }
+    posted = Counter(r["remoteId"] for r in snapshot["sellOrders"].values())
+    orders_wrong = 0
+    for record in snapshot["sellOrders"].values():
+        order = expected.get(record["remoteId"])
+        if order is None:
+            continue
+        sent = sorted((line["productId"], line["quantity"]) for line in record["orderLines"])
+        want = sorted((shop.get(line["sku"]), line["quantity"]) for line in order.lines)
+        orders_wrong += sent != want or abs(float(record["totalValue"]) - order.total_value) >= 0.005
+    products = snapshot["products"]
+    wrong = [
+        {"remoteId": str(i), "problem": "changed"}
+        for i in products.keys() & shop_products.keys()
+        if products[i] != shop_products[i]
+    ]
+    wrong += [{"remoteId": str(i), "problem": "gone"} for i in shop_products.keys() - products.keys()]
+    wrong += [
+        {"remoteId": str(i), "problem": "written by the sync"} for i in products.keys() - shop_products.keys()
+    ]
+    return {
+        "orders_expected": len(expected),
+        "orders_lost": len(expected.keys() - posted.keys()),
+        "orders_duplicated": sum(n - 1 for n in posted.values()),
+        "orders_unexpected": len(posted.keys() - expected.keys()),
+        "orders_wrong": orders_wrong,
+        "products_expected": len(shop_products),
+        "products_wrong": len(wrong),
+        "products_wrong_rows": pd.DataFrame(wrong, columns=["remoteId", "problem"]),
+    }
+
+
+def _cpu_seconds(since: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+    """(the cycles' children, the soak's own process: its sandbox) CPU seconds, less `since`."""
+    children, own = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    return (
+        children.ru_utime + children.ru_stime - since[0],
+        own.ru_utime + own.ru_stime - since[1],
+    )
+
+
 def run_cycles(
     sandbox: Sandbox,
     env: dict[str, str],
@@ -427,7 +486,7 @@ def run_cycles(
             if cycle in kill_cycles
             else (None, None, False, None)
         )
-        began = time.perf_counter()
+        began, cpu_before = time.perf_counter(), _cpu_seconds()
         outcome = run_cycle(
             env,
             sandbox,
@@ -439,7 +498,7 @@ def run_cycles(
             self_kill,
             partitions,
         )
-        took = time.perf_counter() - began
+        took, (sync_cpu, sandbox_cpu) = time.perf_counter() - began, _cpu_seconds(cpu_before)
         if cycle in kill_cycles:
             if outcome != "killed":
                 kill_cycles.add(cycle + 1)  # the process ended before writing that much: kill the next one
@@ -447,7 +506,10 @@ def run_cycles(
             else:
                 deferred = 0
         outcomes[outcome] += 1
-        log(f"cycle {cycle}: {outcome} in {took:.1f} s (faults so far {sandbox.faults.total_injected})")
+        log(
+            f"cycle {cycle}: {outcome} in {took:.1f} s, CPU {sync_cpu:.1f} s sync + {sandbox_cpu:.1f} s sandbox "
+            f"(faults so far {sandbox.faults.total_injected})"
+        )
     for attempt in range(1, 9):  # faults stay on: the platform must settle through them
         before = dict(sandbox.faults.injected)
         outcome = run_cycle(env, sandbox, None, workdir / f"settle-{attempt}.log", log, partitions=partitions)
@@ -461,7 +523,15 @@ def run_cycles(
 
 
 def soak(
-    cycles: int, kills: int, marketplaces: list[str], skus: int, faults: str, seed: int, workdir: Path, log
+    cycles: int,
+    kills: int,
+    marketplaces: list[str],
+    skus: int,
+    faults: str,
+    seed: int,
+    workdir: Path,
+    log,
+    flavour: str = "full",
 ) -> dict[str, int]:
     config = SandboxConfig(
         seller=SellerConfig(marketplaces=tuple(marketplaces), skus=skus, orders_per_day=200, seed=seed),
@@ -485,6 +555,15 @@ def soak(
         "DAGSTER_HOME": str(workdir / "dagster"),
         "AMAZON_REPORT_DEADLINE_SECONDS": "120",
     }
+    shop: dict[str, int] = {}
+    if flavour == "secondary":  # sell orders only, onto the products the seller's shop system made by SKU
+        skus_sold = sorted(set(sandbox.world.catalog["sku"]))
+        ids = sandbox.optiply.preload_products(
+            [{"name": f"Shop {sku}", "skuCode": sku, "stockLevel": 7} for sku in skus_sold]
+        )
+        shop = dict(zip(skus_sold, ids, strict=True))
+        env |= {"OPTIPLY_FLAVOUR": "secondary", "OPTIPLY_MATCH_KEY": "skuCode"}
+    shop_products = sandbox.optiply.snapshot()["products"]
     _preload(env)
 
     def seller_kill_point(cycle: int, kills_so_far: int, deferred: int) -> tuple:
@@ -509,7 +588,12 @@ def soak(
             kill_point=seller_kill_point,
             partitions=tuple(partition_key(DEFAULT_TENANT, code) for code in marketplaces),
         )
-        result = compare_with_ground_truth(sandbox, marketplaces, marketplaces[0], orders_start)
+        if flavour == "secondary":
+            result = compare_secondary_with_ground_truth(
+                sandbox, marketplaces, orders_start, shop, shop_products
+            )
+        else:
+            result = compare_with_ground_truth(sandbox, marketplaces, marketplaces[0], orders_start)
         wrong = result.pop("products_wrong_rows")
         wrong.to_csv(workdir / "products_wrong.csv", index=False)
         for row in wrong.head(10).itertuples():
@@ -878,21 +962,45 @@ def vendor_soak(
         sandbox.stop()
 
 
+WORLDS = ("seller", "secondary", "vendor")
+COUNTS = ("cycles", "kills", "failed_cycles", "faults", "orders_expected", "products_expected")
+PROBLEMS = ("orders_wrong", "orders_lost", "orders_duplicated", "orders_unexpected", "products_wrong")
+
+
+def share_cycles(cycles: int, kills: int, worlds: list[str]) -> list[tuple[str, int, int]]:
+    """(world, cycles, kills) for each world: every world after the first gets a tenth of the cycles and of
+    the kills, the first world the rest."""
+    shares = [(world, cycles // 10, kills // 10) for world in worlds[1:]]
+    first = (worlds[0], cycles - sum(c for _, c, _ in shares), kills - sum(k for _, _, k in shares))
+    return [first, *[share for share in shares if share[1] > 0]]
+
+
+def result_line(r: dict) -> str:
+    return (
+        f"cycles={r['cycles']} kills={r['kills']} failed_cycles={r['failed_cycles']} faults={r['faults']} "
+        f"orders={r['orders_expected']} products={r['products_expected']} orders_wrong={r['orders_wrong']} "
+        f"orders_lost={r['orders_lost']} orders_duplicated={r['orders_duplicated']} "
+        f"orders_unexpected={r['orders_unexpected']} products_wrong={r['products_wrong']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amazon_optiply.soak", description=__doc__)
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument(
         "--kills", type=int, default=2, help="cycles whose sync process is killed mid-delivery"
     )
+    parser.add_argument(
+        "--worlds",
+        default="seller",
+        help="comma-separated, of seller (the full flavour), secondary (sell orders onto the products a shop "
+        "system made) and vendor; after the first, each gets a tenth of the cycles and kills, one after another",
+    )
     parser.add_argument("--marketplaces", default="DE,US")
     parser.add_argument("--skus", type=int, default=300)
     parser.add_argument("--faults", default="hostile", help="a sandbox fault profile, e.g. hostile or flaky")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--vendor",
-        action="store_true",
-        help="a vendor tenant against the sandbox's Vendor Central world instead of the seller",
-    )
+    parser.add_argument("--vendor", action="store_true", help="the same as --worlds vendor")
     parser.add_argument("--vendor-flavour", choices=sorted(VENDOR_KILL_TARGETS), default="full")
     parser.add_argument(
         "--vendor-step-hours",
@@ -906,6 +1014,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="cProfile each cycle's syncs: a .prof beside each cycle's log"
     )
     args = parser.parse_args(argv)
+    worlds = ["vendor"] if args.vendor else [w.strip() for w in args.worlds.split(",") if w.strip()]
+    if not worlds or set(worlds) - set(WORLDS):
+        parser.error(f"--worlds takes some of {', '.join(WORLDS)}, not {args.worlds!r}")
     if args.profile:
         os.environ["SOAK_PROFILE"] = "1"  # the children's environment is the soak's, plus the sandbox's
 
@@ -913,15 +1024,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    # In memory when the machine has a tmpfs: the state database's and asset files' syncs to disk are no
-    # part of what the soak tests.
-    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="soak-", dir=shm) as tmp:
-        workdir = args.workdir or Path(tmp)
-        if args.vendor:
-            r = vendor_soak(
-                args.cycles,
-                args.kills,
+    def run_world(world: str, cycles: int, kills: int, workdir: Path) -> dict:
+        if world == "vendor":
+            return vendor_soak(
+                cycles,
+                kills,
                 args.vendor_flavour,
                 timedelta(hours=args.vendor_step_hours),
                 args.faults,
@@ -929,30 +1036,30 @@ def main(argv: list[str] | None = None) -> int:
                 workdir,
                 log,
             )
-        else:
-            r = soak(
-                args.cycles,
-                args.kills,
-                args.marketplaces.split(","),
-                args.skus,
-                args.faults,
-                args.seed,
-                workdir,
-                log,
-            )
-    wrong = f"orders_wrong={r['orders_wrong']} " if "orders_wrong" in r else ""
-    print(
-        f"cycles={r['cycles']} kills={r['kills']} failed_cycles={r['failed_cycles']} faults={r['faults']} "
-        f"orders={r['orders_expected']} products={r['products_expected']} {wrong}"
-        f"orders_lost={r['orders_lost']} orders_duplicated={r['orders_duplicated']} "
-        f"orders_unexpected={r['orders_unexpected']} products_wrong={r['products_wrong']}",
-        flush=True,
-    )
-    bad = r["orders_lost"] or r["orders_duplicated"] or r["orders_unexpected"] or r["products_wrong"]
-    bad = bad or r.get("orders_wrong", 0)
-    if not r["settled"]:
-        print("no cycle succeeded for every marketplace after the soak", flush=True)
-    return 1 if bad or not r["settled"] or r["kills"] < args.kills else 0
+        flavour = "secondary" if world == "secondary" else "full"
+        marketplaces = args.marketplaces.split(",")
+        return soak(cycles, kills, marketplaces, args.skus, args.faults, args.seed, workdir, log, flavour)
+
+    # In memory when the machine has a tmpfs: the state database's and asset files' syncs to disk are no
+    # part of what the soak tests.
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    total = Counter({"settled": 1})
+    with tempfile.TemporaryDirectory(prefix="soak-", dir=shm) as tmp:
+        plan = share_cycles(args.cycles, args.kills, worlds)
+        for world, cycles, kills in plan:
+            workdir = (args.workdir or Path(tmp)) / world if len(plan) > 1 else args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            log(f"== {world}: {cycles} cycles, {kills} kills")
+            r = {"orders_wrong": 0, **run_world(world, cycles, kills, workdir)}
+            if len(plan) > 1:
+                print(f"{world}: {result_line(r)}", flush=True)
+            total.update({k: r[k] for k in COUNTS + PROBLEMS})
+            total["settled"] = min(total["settled"], r["settled"])
+            if not r["settled"]:
+                print(f"{world}: no cycle succeeded for every partition after the soak", flush=True)
+    print(result_line(total), flush=True)
+    bad = any(total[k] for k in PROBLEMS)
+    return 1 if bad or not total["settled"] or total["kills"] < args.kills else 0
 
 
 if __name__ == "__main__":
