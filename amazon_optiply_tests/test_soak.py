@@ -206,3 +206,82 @@ def test_the_vendor_soaks_judge_in_sell_orders_only_wants_the_parents_products_u
     doubled = copy.deepcopy(snapshot)
     doubled["sellOrders"][999_999] = dict(doubled["sellOrders"][1000])
     assert judge(doubled)["orders_duplicated"] == 1
+
+
+# ---- the secondary soak's judge and the worlds' shares --------------------------------------------------
+
+
+def secondary_account(marketplaces=("DE",)):
+    """A sandbox whose Optiply holds the shop's products and exactly the sell orders the truth wants, each
+    line on the shop's product of its SKU."""
+    from amazon_optiply.sandbox.seller import SellerConfig
+    from amazon_optiply.sandbox.server import Sandbox, SandboxConfig
+
+    seller = SellerConfig(marketplaces=marketplaces, skus=40, orders_per_day=60, seed=3)
+    sandbox = Sandbox(SandboxConfig(seller=seller, frozen_clock=True))
+    skus = sorted(set(sandbox.world.catalog["sku"]))
+    ids = sandbox.optiply.preload_products(
+        [{"name": f"Shop {s}", "skuCode": s, "stockLevel": 7} for s in skus]
+    )
+    shop = dict(zip(skus, ids, strict=True))
+    shop_products = sandbox.optiply.snapshot()["products"]
+    orders_start = seller.origin - timedelta(days=1)
+    orders = [
+        {
+            "remoteId": order.order_id,
+            "placed": order.purchase_date.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "totalValue": order.total_value,
+            "orderLines": [
+                {"productId": shop[ln["sku"]], "quantity": ln["quantity"], "subtotalValue": ln["item_price"]}
+                for ln in order.lines
+            ],
+        }
+        for code in marketplaces
+        for order in sandbox.world.expected_sell_orders(code, orders_start, sandbox.clock.now())
+    ]
+    return sandbox, shop, shop_products, orders_start, orders
+
+
+def secondary_judge(sandbox, shop, shop_products, orders_start) -> dict[str, int]:
+    result = soak.compare_secondary_with_ground_truth(sandbox, ["DE"], orders_start, shop, shop_products)
+    return {k: result[k] for k in (*COUNTERS, "orders_wrong")}
+
+
+def test_the_secondary_soaks_judge_finds_nothing_wrong_in_the_truth_and_each_kind_of_wrong_apart():
+    sandbox, shop, shop_products, orders_start, orders = secondary_account()
+    assert len(orders) > 10
+    sandbox.optiply.preload_sell_orders(orders, coupling_id=None)
+    clean = secondary_judge(sandbox, shop, shop_products, orders_start)
+    assert clean == dict.fromkeys((*COUNTERS, "orders_wrong"), 0)
+
+    sandbox, shop, shop_products, orders_start, orders = secondary_account()
+    first, doubled, wrong_line, *rest = orders
+    other_product = next(i for i in shop.values() if i != wrong_line["orderLines"][0]["productId"])
+    wrong_line = {**wrong_line, "orderLines": [{**wrong_line["orderLines"][0], "productId": other_product}]}
+    stranger = {**first, "remoteId": "999-0000000-0000000"}
+    sandbox.optiply.preload_sell_orders([doubled, doubled, wrong_line, stranger, *rest], coupling_id=None)
+    touched = next(iter(shop.values()))
+    with sandbox.optiply.lock:
+        sandbox.optiply.products[touched]["stockLevel"] = 8  # as if the sync had written stock
+    assert secondary_judge(sandbox, shop, shop_products, orders_start) == {
+        "orders_lost": 1,  # first
+        "orders_duplicated": 1,
+        "orders_unexpected": 1,
+        "products_wrong": 1,
+        "orders_wrong": 1,
+    }
+
+
+def test_the_soaks_worlds_after_the_first_get_a_tenth_of_the_cycles_and_kills_each():
+    assert soak.share_cycles(1000, 20, ["seller", "secondary", "vendor"]) == [
+        ("seller", 800, 16),
+        ("secondary", 100, 2),
+        ("vendor", 100, 2),
+    ]
+    assert soak.share_cycles(30, 2, ["seller", "secondary", "vendor"]) == [
+        ("seller", 24, 2),
+        ("secondary", 3, 0),
+        ("vendor", 3, 0),
+    ]
+    assert soak.share_cycles(5, 1, ["seller", "vendor"]) == [("seller", 5, 1)]  # a tenth of 5 is no cycle
+    assert soak.share_cycles(7, 3, ["vendor"]) == [("vendor", 7, 3)]
