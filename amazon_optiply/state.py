@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -167,18 +168,24 @@ def _add_fba_inbound(conn) -> None:
         conn.execute(fba_reads.delete())
 
 
-_opened: dict[tuple[int, str], SyncState] = {}
+_opened: OrderedDict[tuple[int, str], SyncState] = OrderedDict()
 _opening = threading.Lock()
+OPEN_STATES = 8  # a process touching many tenants' databases (an export, a sensor) keeps this many open
 
 
 def open_state(database_url: str) -> SyncState:
-    """This process's one SyncState per database. Steps and writes open the state hundreds of times a run;
-    an engine (a connection pool) and the table checks made each time cost more CPU than the sync's work."""
+    """This process's SyncState for a database, kept for the next call. Steps and writes open the state
+    hundreds of times a run; an engine (a connection pool) and the table checks made each time cost more
+    CPU than the sync's work. The least recently used beyond OPEN_STATES closes its idle connections."""
     key = (os.getpid(), database_url)  # a forked child must not use its parent's pooled connections
     with _opening:
-        if key not in _opened:
-            _opened[key] = SyncState(database_url)
-        return _opened[key]
+        if key in _opened:
+            _opened.move_to_end(key)
+            return _opened[key]
+        _opened[key] = state = SyncState(database_url)
+        while len(_opened) > OPEN_STATES:
+            _opened.popitem(last=False)[1].engine.dispose()  # still usable by a holder: it reconnects
+        return state
 
 
 class SyncState:
