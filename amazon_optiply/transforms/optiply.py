@@ -193,24 +193,27 @@ def fingerprints(hashes: np.ndarray) -> pd.Series:
 
 def stored_attribute_hashes(stored: pd.Series) -> np.ndarray:
     """attribute_hashes of what the state holds: fingerprints read back, JSON (earlier versions) hashed."""
-    values = stored.astype(object).where(stored.notna(), None).to_numpy()
-    is_fingerprint = np.array(
-        [
-            isinstance(v, str) and len(v) == FINGERPRINT_LENGTH and v.startswith(FINGERPRINT_PREFIX)
-            for v in values
-        ],
-        dtype=bool,
+    text = stored.astype("string").reset_index(drop=True)
+    is_fingerprint = (
+        (text.str.len().eq(FINGERPRINT_LENGTH) & text.str.startswith(FINGERPRINT_PREFIX))
+        .fillna(False)
+        .to_numpy(dtype=bool)
     )
-    hashes = np.empty((len(values), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
+    hashes = np.empty((len(text), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
     if is_fingerprint.any():
-        text = np.array(values[is_fingerprint].tolist(), dtype=f"S{FINGERPRINT_LENGTH}")
-        digits = _HEX_VALUES[text.view(np.uint8).reshape(len(text), -1)[:, len(FINGERPRINT_PREFIX) :]]
+        # Fixed-width ASCII rows: the Arrow array's characters are the rows one after the other.
+        chars = pa.chunked_array([pa.array(text[is_fingerprint], type=pa.string())]).combine_chunks()
+        offsets = np.frombuffer(chars.buffers()[1], dtype=np.int32)[
+            chars.offset : chars.offset + len(chars) + 1
+        ]
+        data = np.frombuffer(chars.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        digits = _HEX_VALUES[data.reshape(len(chars), -1)[:, len(FINGERPRINT_PREFIX) :]]
         octets = (digits[:, 0::2] << 4) | digits[:, 1::2]
         hashes[is_fingerprint] = np.ascontiguousarray(octets).view(">u8").astype(np.uint64)
     legacy = ~is_fingerprint
     if legacy.any():
         sent = pd.DataFrame(
-            [json.loads(v or "{}") for v in values[legacy]], columns=PRODUCT_ATTRIBUTES, dtype=object
+            [json.loads(v or "{}") for v in text[legacy].fillna("")], columns=PRODUCT_ATTRIBUTES, dtype=object
         )
         hashes[legacy] = attribute_hashes(sent)
     return hashes
