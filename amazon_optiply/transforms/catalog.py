@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
@@ -35,26 +36,92 @@ _INBOUND_DETAILS = {
 }
 
 
+# The fields of a getInventorySummaries summary the frame keeps, as Arrow reads them from the page's dicts.
+_SUMMARY_FIELDS = {
+    "seller_sku": ("sellerSku",),
+    "fn_sku": ("fnSku",),
+    "asin": ("asin",),
+    "condition": ("condition",),
+    "total_quantity": ("totalQuantity",),
+    "fulfillable_quantity": ("inventoryDetails", "fulfillableQuantity"),
+    **{column: ("inventoryDetails", field) for column, field in _INBOUND_DETAILS.items()},
+}
+_SUMMARY_TYPE = pa.struct(
+    [
+        *((field, pa.string()) for field in ("sellerSku", "fnSku", "asin", "condition")),
+        ("totalQuantity", pa.int64()),
+        (
+            "inventoryDetails",
+            pa.struct([(path[1], pa.int64()) for path in _SUMMARY_FIELDS.values() if len(path) == 2]),
+        ),
+    ]
+)
+_STRING_TYPES = {pa.string(): pd.StringDtype()}
+# Summaries converted together: Arrow's per-call cost spread over a few pages, and few dicts kept waiting.
+_SUMMARIES_PER_BATCH = 1000
+
+
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     """getInventorySummaries answers as one row per summary (a SKU may have several: conditions, FNSKUs)."""
     return fba_inventory_frame_from_pages([summaries])
 
 
 def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
-    """The same from pages as they arrive: only column values are kept, never every page's dicts."""
-    columns: dict[str, list] = {name: [] for name in FBA_COLUMNS}
+    """The same from pages as they arrive: a few pages' dicts at a time become Arrow columns (no loop over
+    rows in Python); a missing quantity is 0."""
+    batches: list[pa.RecordBatch] = []
+    waiting: list[dict] = []
     for summaries in pages:
-        columns["seller_sku"] += [s.get("sellerSku") for s in summaries]
-        columns["fn_sku"] += [s.get("fnSku") for s in summaries]
-        columns["asin"] += [s.get("asin") for s in summaries]
-        columns["condition"] += [s.get("condition") for s in summaries]
-        columns["total_quantity"] += [int(s.get("totalQuantity") or 0) for s in summaries]
-        columns["fulfillable_quantity"] += [
-            int((s.get("inventoryDetails") or {}).get("fulfillableQuantity") or 0) for s in summaries
-        ]
-        for column, field in _INBOUND_DETAILS.items():
-            columns[column] += [int((s.get("inventoryDetails") or {}).get(field) or 0) for s in summaries]
-    return pd.DataFrame(columns, columns=list(FBA_COLUMNS)).astype(FBA_COLUMNS)
+        waiting += summaries
+        if len(waiting) >= _SUMMARIES_PER_BATCH:
+            batches.append(_summaries_batch(waiting))
+            waiting = []
+    if waiting:
+        batches.append(_summaries_batch(waiting))
+    if not batches:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FBA_COLUMNS.items()})
+    table = pa.Table.from_batches(batches)
+    return pd.DataFrame(
+        {c: table[c].to_pandas(types_mapper=_STRING_TYPES.get).astype(t) for c, t in FBA_COLUMNS.items()}
+    )
+
+
+def _summaries_batch(summaries: list[dict]) -> pa.RecordBatch:
+    try:
+        rows = pa.array(summaries, type=_SUMMARY_TYPE).flatten()
+        fields = dict(zip(_SUMMARY_TYPE.names, rows, strict=True))
+        details = dict(
+            zip(
+                _SUMMARY_TYPE["inventoryDetails"].type.names,
+                fields["inventoryDetails"].flatten(),
+                strict=True,
+            )
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a value Arrow will not take as is (a quantity "5", 2.5)
+        return _summaries_batch_by_row(summaries)
+    columns = {}
+    for column, path in _SUMMARY_FIELDS.items():
+        values = fields[path[0]] if len(path) == 1 else details[path[1]]
+        columns[column] = values.fill_null(0) if FBA_COLUMNS[column] == "int64" else values
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _summaries_batch_by_row(summaries: list[dict]) -> pa.RecordBatch:
+    """The same, a value at a time: what Python's int() and str() make of values Arrow refuses."""
+
+    def value(summary: dict, path: tuple[str, ...]) -> object:
+        found = summary.get(path[0]) if len(path) == 1 else (summary.get(path[0]) or {}).get(path[1])
+        return int(found or 0) if len(path) == 2 or path[0] == "totalQuantity" else found
+
+    columns = {}
+    for column, path in _SUMMARY_FIELDS.items():
+        values = [value(s, path) for s in summaries]
+        if FBA_COLUMNS[column] == "string":
+            values = [None if v is None else str(v) for v in values]
+        columns[column] = pa.array(
+            values, type=pa.string() if FBA_COLUMNS[column] == "string" else pa.int64()
+        )
+    return pa.RecordBatch.from_pydict(columns)
 
 
 def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.DataFrame:
