@@ -5,7 +5,7 @@ Pure pandas: DataFrames in, DataFrames out, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -250,7 +250,8 @@ def with_awd_units(stock: pd.DataFrame, awd_units: pd.DataFrame | None) -> pd.Da
 
 
 def first_code(codes: pd.Series) -> pd.Series:
-    first = codes.fillna("").str.split(",").str[0]
+    # One regular expression over the column (Arrow's), not a list per row.
+    first = codes.fillna("").str.replace(r"(?s),.*", "", regex=True)
     return first.where(first != "").astype("string")
 
 
@@ -285,10 +286,16 @@ def enriched_catalog(
 def _listing_problems(rows: pd.DataFrame) -> pd.Series:
     problem = pd.Series(pd.NA, index=rows.index, dtype="string")
 
-    def flag(mask: pd.Series, reason: str | pd.Series) -> None:
+    def flag(mask: pd.Series, reason: str | Callable[[pd.Series], pd.Series]) -> None:
+        """`reason`: the text, or what makes it from the flagged rows (built for those rows only)."""
         nonlocal problem
         mask = mask.fillna(False) & problem.isna()
+        if callable(reason):
+            reason = reason(mask) if mask.any() else ""
         problem = problem.mask(mask, reason)
+
+    def quoting(prefix: str, column: str) -> Callable[[pd.Series], pd.Series]:
+        return lambda mask: prefix + rows.loc[mask, column].fillna("").map(repr)
 
     flag(rows["sku"].fillna("") == "", "missing seller-sku")
     flag(rows["asin"].fillna("") == "", "missing asin1")
@@ -297,12 +304,12 @@ def _listing_problems(rows: pd.DataFrame) -> pd.Series:
     for column, field in (("sku", "seller-sku"), ("asin", "asin1"), ("name", "item-name")):
         flag(rows[column].str.contains(REPLACEMENT_CHARACTER, regex=False), f"undecodable bytes in {field}")
     flag(rows["name"].fillna("") == "", "missing item-name")
-    flag(rows["price"].isna(), "unparsable price " + rows["raw_price"].fillna("").map(repr))
+    flag(rows["price"].isna(), quoting("unparsable price ", "raw_price"))
     flag((rows["price"] < 0) | (rows["price"] > MAX_PRICE), "price out of Optiply's range")
     # The listing quantity is checked even where FBA stock is used instead: a row this wrong is not trusted.
     flag(
         parse_quantity(rows["raw_quantity"].fillna("")).isna(),
-        "unparsable or negative quantity " + rows["raw_quantity"].fillna("").map(repr),
+        quoting("unparsable or negative quantity ", "raw_quantity"),
     )
     flag(rows["stock_level"].isna(), "no stock level")
     return problem
