@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
@@ -152,21 +153,58 @@ def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.Data
     return pd.DataFrame(rows, columns=["asin", "ean_codes", "upc_codes", "item_name"]).astype("string")
 
 
+# A plain decimal number, which nearly every amount and quantity is: Arrow's cast reads it as pandas does.
+_PLAIN_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+
+def to_number(values: pd.Series) -> pd.Series:
+    """pandas.to_numeric(values, errors="coerce") as Float64, a column at a time: plain decimal numbers by
+    Arrow, the rest ("1_000", "NaN", "12,99") by pandas as before."""
+    text = values.astype("string")
+    plain = text.str.fullmatch(_PLAIN_NUMBER).fillna(False).to_numpy(dtype=bool)
+    numbers = np.full(len(text), np.nan)
+    missing = ~plain
+    if plain.any():
+        as_arrow = pa.array(text[plain], type=pa.large_string())
+        numbers[plain] = pc.cast(as_arrow, pa.float64()).to_numpy(zero_copy_only=False)
+    rest = ~plain & text.notna().to_numpy(dtype=bool)
+    if rest.any():
+        parsed = pd.to_numeric(text[rest], errors="coerce").astype("Float64")
+        numbers[rest] = parsed.to_numpy(dtype="float64", na_value=np.nan)
+        missing[rest] = parsed.isna().to_numpy(dtype=bool)
+    return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=values.index)
+
+
 def parse_amount(values: pd.Series) -> pd.Series:
     """Amazon amounts, with a decimal point or whole (yen); anything else (12,99, N/A) becomes NaN to flag.
 
     Always floats: a report of whole-yen prices alone would otherwise parse as integers.
     """
     stripped = values.str.strip()
-    return pd.to_numeric(stripped.where(stripped != ""), errors="coerce").astype("Float64")
+    return to_number(stripped.where(stripped != ""))
 
 
 def parse_quantity(values: pd.Series) -> pd.Series:
     """Listing quantities: blank (FBA listings) is 0; non-integers and negatives become NaN."""
     stripped = values.str.strip()
-    numbers = pd.to_numeric(stripped.where(stripped != "", "0"), errors="coerce")
+    numbers = to_number(stripped.where(stripped != "", "0"))
     valid = numbers.notna() & (numbers >= 0) & (numbers == np.floor(numbers))
     return numbers.where(valid)
+
+
+def first_positions(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
+    """For each key, the position of its first occurrence in `lookup`, -1 where there is none: a left join
+    on `lookup`'s first rows by key, done by Arrow's hash lookup (no merge, no dict built in Python)."""
+    found = pc.index_in(
+        pa.array(keys.astype("string"), type=pa.large_string()),
+        value_set=pa.array(lookup.astype("string"), type=pa.large_string()),
+    )
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+
+
+def joined(column: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
+    """`column`'s values at `positions` (from first_positions), missing where -1, on the joining rows' index."""
+    return pd.Series(pd.api.extensions.take(column.array, positions, allow_fill=True), index=index)
 
 
 def warehouse_stock(
@@ -191,9 +229,9 @@ def warehouse_stock(
         .max()
     )
     fba = fba_inventory.groupby("seller_sku", as_index=False)["total_quantity"].sum()
-    fba = fba.rename(columns={"seller_sku": "sku", "total_quantity": "fba_quantity"})
-    stock = listing_quantity.merge(fba, on="sku", how="left")
-    stock["fba_quantity"] = stock["fba_quantity"].fillna(0).astype("int64")
+    stock = listing_quantity
+    at = first_positions(stock["sku"], fba["seller_sku"])
+    stock["fba_quantity"] = joined(fba["total_quantity"], at, stock.index).fillna(0).astype("int64")
     if not counts_pooled_fba:
         stock["fba_quantity"] = 0
     if stock_source == "fba":
@@ -229,10 +267,11 @@ def with_inbound_units(
     Reported whether or not they are counted in stock_level; 0 where the marketplace does not carry its
     FBA pool, like fba_quantity.
     """
-    inbound = fba_inventory.groupby("seller_sku")[list(INBOUND_COLUMNS)].sum()
+    inbound = fba_inventory.groupby("seller_sku", as_index=False)[list(INBOUND_COLUMNS)].sum()
     out = stock.copy()
+    at = first_positions(out["sku"], inbound["seller_sku"])
     for column in INBOUND_COLUMNS:
-        units = out["sku"].map(dict(zip(inbound.index, inbound[column], strict=True)))
+        units = joined(inbound[column], at, out.index)
         out[column] = units.fillna(0).astype("int64") * int(counts_pooled_fba)
     return out
 
@@ -271,10 +310,14 @@ def enriched_catalog(
             "fulfillment_channel": listings["fulfillment-channel"].astype("string"),
         }
     )
-    ids = catalog_identifiers.drop_duplicates("asin")
-    out = out.merge(ids[["asin", "ean_codes"]], on="asin", how="left")
+    out = out.reset_index(drop=True)  # numbered from 0, as a merge left it
+    # Left joins on a key the other side holds once (the identifiers' first row per ASIN).
+    by_asin = first_positions(out["asin"], catalog_identifiers["asin"])
+    out["ean_codes"] = joined(catalog_identifiers["ean_codes"], by_asin, out.index)
     out["ean_code"] = first_code(out["ean_codes"])
-    out = out.merge(stock[["sku", "stock_level", "stock_source"]], on="sku", how="left")
+    at = first_positions(out["sku"], stock["sku"])
+    out["stock_level"] = joined(stock["stock_level"], at, out.index)
+    out["stock_source"] = joined(stock["stock_source"], at, out.index)
     out["name_truncated"] = out["name"].str.len() > OPTIPLY_NAME_LIMIT
     out["name"] = out["name"].str.slice(0, OPTIPLY_NAME_LIMIT)
     out["marketplace"] = marketplace
