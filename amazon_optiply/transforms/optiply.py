@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from amazon_optiply.transforms.catalog import parse_amount
+from amazon_optiply.transforms.catalog import first_positions, parse_amount
 
 PRODUCT_ATTRIBUTES = ["name", "skuCode", "eanCode", "price", "stockLevel"]
 
@@ -79,8 +79,13 @@ def optiply_product_payloads(
     `legacy_remote_id` is the remoteId the old Amazon integration gave the listing's product: the same
     rule with the ASIN in place of the SKU.
     """
-    rows = catalog[(catalog["listing_status"] == "Active") & catalog["problem"].isna()]
-    rows = rows.drop_duplicates("sku", keep="first")
+    rows = catalog.loc[
+        (catalog["listing_status"] == "Active") & catalog["problem"].isna(),
+        ["sku", "asin", "name", "ean_code", "price", "stock_level"],
+    ]
+    # A SKU's first row (by Arrow's hash lookup: no Python string per row, as drop_duplicates would make).
+    is_first = first_positions(rows["sku"], rows["sku"]) == np.arange(len(rows))
+    rows = rows[is_first]
     return pd.DataFrame(
         {
             "remoteId": product_remote_id(rows["sku"], marketplace_id, is_main_marketplace).astype("string"),
@@ -148,6 +153,7 @@ FINGERPRINT_LENGTH = len(FINGERPRINT_PREFIX) + _HASH_HEX_DIGITS * len(PRODUCT_AT
 # An absent attribute (None): apart from every value's hash, the string "None" and 0.0 included.
 _ABSENT_HASH = np.uint64(0x9E3779B97F4A7C15)
 _NUMERIC_ATTRIBUTES = ("price", "stockLevel")
+_HASHED_ROWS_PER_BLOCK = 100_000
 # Each octet's two hex digits as one 2-byte value, laid out in memory as the text reads.
 _HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
 _HEX_VALUES = np.full(256, 255, dtype=np.uint8)
@@ -157,6 +163,15 @@ _HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, 
 def attribute_hashes(frame: pd.DataFrame) -> np.ndarray:
     """(rows, PRODUCT_ATTRIBUTES) uint64: each attribute's hash, equal exactly when attributes_json's
     value is (strings as they are, price rounded to cents, stock as a number, None where absent)."""
+    hashes = np.empty((len(frame), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
+    # A block of rows at a time: strings are hashed as Python objects, so only a block's are made at once.
+    for start in range(0, len(frame), _HASHED_ROWS_PER_BLOCK):
+        block = frame.iloc[start : start + _HASHED_ROWS_PER_BLOCK]
+        hashes[start : start + len(block)] = _block_hashes(block)
+    return hashes
+
+
+def _block_hashes(frame: pd.DataFrame) -> np.ndarray:
     hashes = np.empty((len(frame), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
     for j, name in enumerate(PRODUCT_ATTRIBUTES):
         if name in _NUMERIC_ATTRIBUTES:
