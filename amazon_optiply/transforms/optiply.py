@@ -203,7 +203,7 @@ def fingerprints(hashes: np.ndarray) -> pd.Series:
     # Straight into an Arrow string array: fixed-width rows, so the offsets are a range.
     offsets = np.arange(0, (len(hashes) + 1) * FINGERPRINT_LENGTH, FINGERPRINT_LENGTH, dtype=np.int64)
     strings = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets), pa.py_buffer(text))
-    return pd.Series(pd.arrays.ArrowStringArray(strings.cast(pa.string())))
+    return pd.Series(pd.arrays.ArrowStringArray(strings))
 
 
 def stored_attribute_hashes(stored: pd.Series) -> np.ndarray:
@@ -274,7 +274,7 @@ def plan_product_writes(
     product no coupling of ours claims and whose match key equals ours is adopted. Both PATCH the changed
     attributes and our remoteId. `changed` lists what a write sends.
     """
-    plan = payloads.copy().reset_index(drop=True)
+    plan = payloads.reset_index(drop=True)  # copy-on-write: the columns are copied only if written
     current_hashes = attribute_hashes(plan)
     plan["attributes"] = fingerprints(current_hashes)
     plan["action"] = pd.Series("create", index=plan.index, dtype="string")
@@ -283,15 +283,15 @@ def plan_product_writes(
     plan["known_from"] = pd.Series("new", index=plan.index, dtype="string")
 
     # Known from the local state: compare with what was last sent, attribute by attribute.
-    local = delivered.drop_duplicates("remote_id")[["remote_id", "optiply_id", "attributes_json"]]
-    sent = plan[["remoteId"]].merge(local, left_on="remoteId", right_on="remote_id", how="left")
-    is_local = sent["remote_id"].notna().to_numpy(dtype=bool)
+    at = first_positions(plan["remoteId"], delivered["remote_id"])  # the first record per remote id
+    is_local = at >= 0
     if is_local.any():
-        previous = stored_attribute_hashes(sent.loc[is_local, "attributes_json"])
+        sent = delivered.iloc[at[is_local]]
+        previous = stored_attribute_hashes(sent["attributes_json"])
         changed = changed_attributes(previous, current_hashes[is_local])
         plan.loc[is_local, "changed"] = changed.to_numpy()
         plan.loc[is_local, "action"] = np.where(changed.to_numpy() != "", "update", "unchanged")
-        plan.loc[is_local, "optiply_id"] = sent.loc[is_local, "optiply_id"].astype("Int64").to_numpy()
+        plan.loc[is_local, "optiply_id"] = sent["optiply_id"].astype("Int64").to_numpy()
         plan.loc[is_local, "known_from"] = "state"
     is_local = pd.Series(is_local, index=plan.index)
 
