@@ -221,12 +221,13 @@ def measure(directory: Path) -> dict:
         directory / IDENTIFIERS_FILE,
         read_options=read,
         parse_options=parse,
+        # large_string: pandas' string columns hold it, so no copy widens the offsets.
         convert_options=pv.ConvertOptions(
-            column_types=dict.fromkeys(("asin", "ean_codes", "upc_codes", "item_name"), pa.string()),
+            column_types=dict.fromkeys(("asin", "ean_codes", "upc_codes", "item_name"), pa.large_string()),
             strings_can_be_null=False,
         ),
     )
-    identifiers = table.to_pandas(types_mapper=lambda t: pd.StringDtype() if t == pa.string() else None)
+    identifiers = table.to_pandas(types_mapper=lambda t: pd.StringDtype() if t == pa.large_string() else None)
     del table
     stage("catalog_identifiers", identifiers, schemas.CatalogIdentifiers)
     stock = catalog.warehouse_stock(listings, fba, "fba", True)

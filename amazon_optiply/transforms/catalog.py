@@ -82,9 +82,13 @@ def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
     if not batches:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FBA_COLUMNS.items()})
     table = pa.Table.from_batches(batches)
-    return pd.DataFrame(
+    del batches
+    frame = pd.DataFrame(
         {c: table[c].to_pandas(types_mapper=_STRING_TYPES.get).astype(t) for c, t in FBA_COLUMNS.items()}
     )
+    del table
+    pa.default_memory_pool().release_unused()  # the batches' memory, kept by the pool otherwise
+    return frame
 
 
 def _summaries_batch(summaries: list[dict]) -> pa.RecordBatch:
