@@ -175,12 +175,8 @@ def _block_hashes(frame: pd.DataFrame) -> np.ndarray:
     hashes = np.empty((len(frame), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
     for j, name in enumerate(PRODUCT_ATTRIBUTES):
         if name in _NUMERIC_ATTRIBUTES:
-            values = (
-                pd.to_numeric(pd.Series(frame[name], dtype=object))
-                if frame[name].dtype == object
-                else frame[name]
-            )
-            numbers = values.astype("float64")
+            values = frame[name]  # numbers, or objects (None among them) from the JSON of earlier versions
+            numbers = (pd.to_numeric(values) if values.dtype == object else values).astype("float64")
             numbers = numbers.round(2) if name == "price" else numbers
             as_array = numbers.to_numpy(dtype="float64", na_value=np.nan)
             absent = np.isnan(as_array)
