@@ -22,6 +22,7 @@ from amazon_optiply.transforms.optiply import (
     GIVEN_UP,
     HELD_DISPOSITIONS,
     PRODUCT_ATTRIBUTES,
+    product_attributes,
     sell_order_payload,
 )
 
@@ -96,7 +97,7 @@ def resolve_intended(client: OptiplyClient, state: SyncState, entity: str, marke
 
 
 def _product_attributes(row: dict, names: list[str]) -> dict:
-    attrs = json.loads(row["attributes"])
+    attrs = product_attributes(row)
     out = {k: attrs[k] for k in names if k in attrs}
     if "remoteId" in names:
         out["remoteId"] = row["remoteId"]

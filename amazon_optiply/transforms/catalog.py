@@ -5,10 +5,12 @@ Pure pandas: DataFrames in, DataFrames out, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
@@ -35,26 +37,96 @@ _INBOUND_DETAILS = {
 }
 
 
+# The fields of a getInventorySummaries summary the frame keeps, as Arrow reads them from the page's dicts.
+_SUMMARY_FIELDS = {
+    "seller_sku": ("sellerSku",),
+    "fn_sku": ("fnSku",),
+    "asin": ("asin",),
+    "condition": ("condition",),
+    "total_quantity": ("totalQuantity",),
+    "fulfillable_quantity": ("inventoryDetails", "fulfillableQuantity"),
+    **{column: ("inventoryDetails", field) for column, field in _INBOUND_DETAILS.items()},
+}
+_SUMMARY_TYPE = pa.struct(
+    [
+        *((field, pa.string()) for field in ("sellerSku", "fnSku", "asin", "condition")),
+        ("totalQuantity", pa.int64()),
+        (
+            "inventoryDetails",
+            pa.struct([(path[1], pa.int64()) for path in _SUMMARY_FIELDS.values() if len(path) == 2]),
+        ),
+    ]
+)
+_STRING_TYPES = {pa.string(): pd.StringDtype()}
+# Summaries converted together: Arrow's per-call cost spread over a few pages, and few dicts kept waiting.
+_SUMMARIES_PER_BATCH = 1000
+
+
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     """getInventorySummaries answers as one row per summary (a SKU may have several: conditions, FNSKUs)."""
     return fba_inventory_frame_from_pages([summaries])
 
 
 def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
-    """The same from pages as they arrive: only column values are kept, never every page's dicts."""
-    columns: dict[str, list] = {name: [] for name in FBA_COLUMNS}
+    """The same from pages as they arrive: a few pages' dicts at a time become Arrow columns (no loop over
+    rows in Python); a missing quantity is 0."""
+    batches: list[pa.RecordBatch] = []
+    waiting: list[dict] = []
     for summaries in pages:
-        columns["seller_sku"] += [s.get("sellerSku") for s in summaries]
-        columns["fn_sku"] += [s.get("fnSku") for s in summaries]
-        columns["asin"] += [s.get("asin") for s in summaries]
-        columns["condition"] += [s.get("condition") for s in summaries]
-        columns["total_quantity"] += [int(s.get("totalQuantity") or 0) for s in summaries]
-        columns["fulfillable_quantity"] += [
-            int((s.get("inventoryDetails") or {}).get("fulfillableQuantity") or 0) for s in summaries
-        ]
-        for column, field in _INBOUND_DETAILS.items():
-            columns[column] += [int((s.get("inventoryDetails") or {}).get(field) or 0) for s in summaries]
-    return pd.DataFrame(columns, columns=list(FBA_COLUMNS)).astype(FBA_COLUMNS)
+        waiting += summaries
+        if len(waiting) >= _SUMMARIES_PER_BATCH:
+            batches.append(_summaries_batch(waiting))
+            waiting = []
+    if waiting:
+        batches.append(_summaries_batch(waiting))
+    if not batches:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FBA_COLUMNS.items()})
+    table = pa.Table.from_batches(batches)
+    del batches
+    frame = pd.DataFrame(
+        {c: table[c].to_pandas(types_mapper=_STRING_TYPES.get).astype(t) for c, t in FBA_COLUMNS.items()}
+    )
+    del table
+    pa.default_memory_pool().release_unused()  # the batches' memory, kept by the pool otherwise
+    return frame
+
+
+def _summaries_batch(summaries: list[dict]) -> pa.RecordBatch:
+    try:
+        rows = pa.array(summaries, type=_SUMMARY_TYPE).flatten()
+        fields = dict(zip(_SUMMARY_TYPE.names, rows, strict=True))
+        details = dict(
+            zip(
+                _SUMMARY_TYPE["inventoryDetails"].type.names,
+                fields["inventoryDetails"].flatten(),
+                strict=True,
+            )
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a value Arrow will not take as is (a quantity "5", 2.5)
+        return _summaries_batch_by_row(summaries)
+    columns = {}
+    for column, path in _SUMMARY_FIELDS.items():
+        values = fields[path[0]] if len(path) == 1 else details[path[1]]
+        columns[column] = values.fill_null(0) if FBA_COLUMNS[column] == "int64" else values
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _summaries_batch_by_row(summaries: list[dict]) -> pa.RecordBatch:
+    """The same, a value at a time: what Python's int() and str() make of values Arrow refuses."""
+
+    def value(summary: dict, path: tuple[str, ...]) -> object:
+        found = summary.get(path[0]) if len(path) == 1 else (summary.get(path[0]) or {}).get(path[1])
+        return int(found or 0) if len(path) == 2 or path[0] == "totalQuantity" else found
+
+    columns = {}
+    for column, path in _SUMMARY_FIELDS.items():
+        values = [value(s, path) for s in summaries]
+        if FBA_COLUMNS[column] == "string":
+            values = [None if v is None else str(v) for v in values]
+        columns[column] = pa.array(
+            values, type=pa.string() if FBA_COLUMNS[column] == "string" else pa.int64()
+        )
+    return pa.RecordBatch.from_pydict(columns)
 
 
 def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.DataFrame:
@@ -85,21 +157,58 @@ def catalog_identifiers_frame(items: list[dict], marketplace_id: str) -> pd.Data
     return pd.DataFrame(rows, columns=["asin", "ean_codes", "upc_codes", "item_name"]).astype("string")
 
 
+# A plain decimal number, which nearly every amount and quantity is: Arrow's cast reads it as pandas does.
+_PLAIN_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+
+def to_number(values: pd.Series) -> pd.Series:
+    """pandas.to_numeric(values, errors="coerce") as Float64, a column at a time: plain decimal numbers by
+    Arrow, the rest ("1_000", "NaN", "12,99") by pandas as before."""
+    text = values.astype("string")
+    plain = text.str.fullmatch(_PLAIN_NUMBER).fillna(False).to_numpy(dtype=bool)
+    numbers = np.full(len(text), np.nan)
+    missing = ~plain
+    if plain.any():
+        as_arrow = pa.array(text[plain], type=pa.large_string())
+        numbers[plain] = pc.cast(as_arrow, pa.float64()).to_numpy(zero_copy_only=False)
+    rest = ~plain & text.notna().to_numpy(dtype=bool)
+    if rest.any():
+        parsed = pd.to_numeric(text[rest], errors="coerce").astype("Float64")
+        numbers[rest] = parsed.to_numpy(dtype="float64", na_value=np.nan)
+        missing[rest] = parsed.isna().to_numpy(dtype=bool)
+    return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=values.index)
+
+
 def parse_amount(values: pd.Series) -> pd.Series:
     """Amazon amounts, with a decimal point or whole (yen); anything else (12,99, N/A) becomes NaN to flag.
 
     Always floats: a report of whole-yen prices alone would otherwise parse as integers.
     """
     stripped = values.str.strip()
-    return pd.to_numeric(stripped.where(stripped != ""), errors="coerce").astype("Float64")
+    return to_number(stripped.where(stripped != ""))
 
 
 def parse_quantity(values: pd.Series) -> pd.Series:
     """Listing quantities: blank (FBA listings) is 0; non-integers and negatives become NaN."""
     stripped = values.str.strip()
-    numbers = pd.to_numeric(stripped.where(stripped != "", "0"), errors="coerce")
+    numbers = to_number(stripped.where(stripped != "", "0"))
     valid = numbers.notna() & (numbers >= 0) & (numbers == np.floor(numbers))
     return numbers.where(valid)
+
+
+def first_positions(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
+    """For each key, the position of its first occurrence in `lookup`, -1 where there is none: a left join
+    on `lookup`'s first rows by key, done by Arrow's hash lookup (no merge, no dict built in Python)."""
+    found = pc.index_in(
+        pa.array(keys.astype("string"), type=pa.large_string()),
+        value_set=pa.array(lookup.astype("string"), type=pa.large_string()),
+    )
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+
+
+def joined(column: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
+    """`column`'s values at `positions` (from first_positions), missing where -1, on the joining rows' index."""
+    return pd.Series(pd.api.extensions.take(column.array, positions, allow_fill=True), index=index)
 
 
 def warehouse_stock(
@@ -124,9 +233,9 @@ def warehouse_stock(
         .max()
     )
     fba = fba_inventory.groupby("seller_sku", as_index=False)["total_quantity"].sum()
-    fba = fba.rename(columns={"seller_sku": "sku", "total_quantity": "fba_quantity"})
-    stock = listing_quantity.merge(fba, on="sku", how="left")
-    stock["fba_quantity"] = stock["fba_quantity"].fillna(0).astype("int64")
+    stock = listing_quantity
+    at = first_positions(stock["sku"], fba["seller_sku"])
+    stock["fba_quantity"] = joined(fba["total_quantity"], at, stock.index).fillna(0).astype("int64")
     if not counts_pooled_fba:
         stock["fba_quantity"] = 0
     if stock_source == "fba":
@@ -162,10 +271,11 @@ def with_inbound_units(
     Reported whether or not they are counted in stock_level; 0 where the marketplace does not carry its
     FBA pool, like fba_quantity.
     """
-    inbound = fba_inventory.groupby("seller_sku")[list(INBOUND_COLUMNS)].sum()
+    inbound = fba_inventory.groupby("seller_sku", as_index=False)[list(INBOUND_COLUMNS)].sum()
     out = stock.copy()
+    at = first_positions(out["sku"], inbound["seller_sku"])
     for column in INBOUND_COLUMNS:
-        units = out["sku"].map(dict(zip(inbound.index, inbound[column], strict=True)))
+        units = joined(inbound[column], at, out.index)
         out[column] = units.fillna(0).astype("int64") * int(counts_pooled_fba)
     return out
 
@@ -183,7 +293,8 @@ def with_awd_units(stock: pd.DataFrame, awd_units: pd.DataFrame | None) -> pd.Da
 
 
 def first_code(codes: pd.Series) -> pd.Series:
-    first = codes.fillna("").str.split(",").str[0]
+    # One regular expression over the column (Arrow's), not a list per row.
+    first = codes.fillna("").str.replace(r"(?s),.*", "", regex=True)
     return first.where(first != "").astype("string")
 
 
@@ -203,10 +314,14 @@ def enriched_catalog(
             "fulfillment_channel": listings["fulfillment-channel"].astype("string"),
         }
     )
-    ids = catalog_identifiers.drop_duplicates("asin")
-    out = out.merge(ids[["asin", "ean_codes"]], on="asin", how="left")
+    out = out.reset_index(drop=True)  # numbered from 0, as a merge left it
+    # Left joins on a key the other side holds once (the identifiers' first row per ASIN).
+    by_asin = first_positions(out["asin"], catalog_identifiers["asin"])
+    out["ean_codes"] = joined(catalog_identifiers["ean_codes"], by_asin, out.index)
     out["ean_code"] = first_code(out["ean_codes"])
-    out = out.merge(stock[["sku", "stock_level", "stock_source"]], on="sku", how="left")
+    at = first_positions(out["sku"], stock["sku"])
+    out["stock_level"] = joined(stock["stock_level"], at, out.index)
+    out["stock_source"] = joined(stock["stock_source"], at, out.index)
     out["name_truncated"] = out["name"].str.len() > OPTIPLY_NAME_LIMIT
     out["name"] = out["name"].str.slice(0, OPTIPLY_NAME_LIMIT)
     out["marketplace"] = marketplace
@@ -218,10 +333,16 @@ def enriched_catalog(
 def _listing_problems(rows: pd.DataFrame) -> pd.Series:
     problem = pd.Series(pd.NA, index=rows.index, dtype="string")
 
-    def flag(mask: pd.Series, reason: str | pd.Series) -> None:
+    def flag(mask: pd.Series, reason: str | Callable[[pd.Series], pd.Series]) -> None:
+        """`reason`: the text, or what makes it from the flagged rows (built for those rows only)."""
         nonlocal problem
         mask = mask.fillna(False) & problem.isna()
+        if callable(reason):
+            reason = reason(mask) if mask.any() else ""
         problem = problem.mask(mask, reason)
+
+    def quoting(prefix: str, column: str) -> Callable[[pd.Series], pd.Series]:
+        return lambda mask: prefix + rows.loc[mask, column].fillna("").map(repr)
 
     flag(rows["sku"].fillna("") == "", "missing seller-sku")
     flag(rows["asin"].fillna("") == "", "missing asin1")
@@ -230,12 +351,12 @@ def _listing_problems(rows: pd.DataFrame) -> pd.Series:
     for column, field in (("sku", "seller-sku"), ("asin", "asin1"), ("name", "item-name")):
         flag(rows[column].str.contains(REPLACEMENT_CHARACTER, regex=False), f"undecodable bytes in {field}")
     flag(rows["name"].fillna("") == "", "missing item-name")
-    flag(rows["price"].isna(), "unparsable price " + rows["raw_price"].fillna("").map(repr))
+    flag(rows["price"].isna(), quoting("unparsable price ", "raw_price"))
     flag((rows["price"] < 0) | (rows["price"] > MAX_PRICE), "price out of Optiply's range")
     # The listing quantity is checked even where FBA stock is used instead: a row this wrong is not trusted.
     flag(
         parse_quantity(rows["raw_quantity"].fillna("")).isna(),
-        "unparsable or negative quantity " + rows["raw_quantity"].fillna("").map(repr),
+        quoting("unparsable or negative quantity ", "raw_quantity"),
     )
     flag(rows["stock_level"].isna(), "no stock level")
     return problem

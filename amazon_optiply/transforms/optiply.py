@@ -32,8 +32,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from amazon_optiply.transforms.catalog import parse_amount
+from amazon_optiply.transforms.catalog import first_positions, parse_amount
 
 PRODUCT_ATTRIBUTES = ["name", "skuCode", "eanCode", "price", "stockLevel"]
 
@@ -78,8 +79,13 @@ def optiply_product_payloads(
     `legacy_remote_id` is the remoteId the old Amazon integration gave the listing's product: the same
     rule with the ASIN in place of the SKU.
     """
-    rows = catalog[(catalog["listing_status"] == "Active") & catalog["problem"].isna()]
-    rows = rows.drop_duplicates("sku", keep="first")
+    rows = catalog.loc[
+        (catalog["listing_status"] == "Active") & catalog["problem"].isna(),
+        ["sku", "asin", "name", "ean_code", "price", "stock_level"],
+    ]
+    # A SKU's first row (by Arrow's hash lookup: no Python string per row, as drop_duplicates would make).
+    is_first = first_positions(rows["sku"], rows["sku"]) == np.arange(len(rows))
+    rows = rows[is_first]
     return pd.DataFrame(
         {
             "remoteId": product_remote_id(rows["sku"], marketplace_id, is_main_marketplace).astype("string"),
@@ -136,40 +142,114 @@ def existing_products_frame(records: list[dict], coupling_id: int) -> pd.DataFra
     return frame.astype({"price": "float64"})
 
 
-def _attributes_column(frame: pd.DataFrame) -> list[str]:
-    """attributes_json for every row, without building a dict per row through pandas."""
-    price = frame["price"].astype("float64").round(2)
-    stock = frame["stockLevel"].astype("Int64")
-    out = []
-    for name, sku, ean, p, q in zip(
-        frame["name"], frame["skuCode"], frame["eanCode"], price, stock, strict=True
-    ):
-        out.append(
-            json.dumps(
-                {
-                    "eanCode": None if _is_missing(ean) else ean,
-                    "name": None if _is_missing(name) else name,
-                    "price": None if _is_missing(p) else float(p),
-                    "skuCode": None if _is_missing(sku) else sku,
-                    "stockLevel": None if _is_missing(q) else int(q),
-                },
-                ensure_ascii=False,
-            )
+# Change detection keeps, per delivered product, a fingerprint of the attributes sent: one 64-bit hash
+# per attribute (pandas' SipHash of the value), in hex after a version prefix. Made and compared a column
+# at a time, and per attribute, so a PATCH still sends only what changed. A state written before it holds
+# the attributes as JSON: read, they are hashed the same way, so an upgrade neither PATCHes every product
+# nor misses a change.
+FINGERPRINT_PREFIX = "h1:"
+_HASH_HEX_DIGITS = 16
+FINGERPRINT_LENGTH = len(FINGERPRINT_PREFIX) + _HASH_HEX_DIGITS * len(PRODUCT_ATTRIBUTES)
+# An absent attribute (None): apart from every value's hash, the string "None" and 0.0 included.
+_ABSENT_HASH = np.uint64(0x9E3779B97F4A7C15)
+_NUMERIC_ATTRIBUTES = ("price", "stockLevel")
+_HASHED_ROWS_PER_BLOCK = 100_000
+# Each octet's two hex digits as one 2-byte value, laid out in memory as the text reads.
+_HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+_HEX_VALUES = np.full(256, 255, dtype=np.uint8)
+_HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def attribute_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """(rows, PRODUCT_ATTRIBUTES) uint64: each attribute's hash, equal exactly when attributes_json's
+    value is (strings as they are, price rounded to cents, stock as a number, None where absent)."""
+    hashes = np.empty((len(frame), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
+    # A block of rows at a time: strings are hashed as Python objects, so only a block's are made at once.
+    for start in range(0, len(frame), _HASHED_ROWS_PER_BLOCK):
+        block = frame.iloc[start : start + _HASHED_ROWS_PER_BLOCK]
+        hashes[start : start + len(block)] = _block_hashes(block)
+    return hashes
+
+
+def _block_hashes(frame: pd.DataFrame) -> np.ndarray:
+    hashes = np.empty((len(frame), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
+    for j, name in enumerate(PRODUCT_ATTRIBUTES):
+        if name in _NUMERIC_ATTRIBUTES:
+            values = frame[name]  # numbers, or objects (None among them) from the JSON of earlier versions
+            numbers = (pd.to_numeric(values) if values.dtype == object else values).astype("float64")
+            numbers = numbers.round(2) if name == "price" else numbers
+            as_array = numbers.to_numpy(dtype="float64", na_value=np.nan)
+            absent = np.isnan(as_array)
+            column = pd.util.hash_array(as_array)
+        else:
+            strings = frame[name].astype("string")
+            absent = strings.isna().to_numpy(dtype=bool)
+            column = pd.util.hash_array(strings.to_numpy(dtype=object, na_value=""), categorize=False)
+        column[absent] = _ABSENT_HASH
+        hashes[:, j] = column
+    return hashes
+
+
+def fingerprints(hashes: np.ndarray) -> pd.Series:
+    """The stored form of attribute_hashes: the prefix, then each hash as 16 hex digits."""
+    octets = hashes.astype(">u8").view(np.uint8).reshape(len(hashes), -1)
+    text = np.empty((len(hashes), FINGERPRINT_LENGTH), dtype=np.uint8)
+    text[:, : len(FINGERPRINT_PREFIX)] = np.frombuffer(FINGERPRINT_PREFIX.encode(), dtype=np.uint8)
+    text[:, len(FINGERPRINT_PREFIX) :] = _HEX_PAIRS[octets].view(np.uint8)
+    # Straight into an Arrow string array: fixed-width rows, so the offsets are a range.
+    offsets = np.arange(0, (len(hashes) + 1) * FINGERPRINT_LENGTH, FINGERPRINT_LENGTH, dtype=np.int64)
+    strings = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets), pa.py_buffer(text))
+    return pd.Series(pd.arrays.ArrowStringArray(strings))
+
+
+def stored_attribute_hashes(stored: pd.Series) -> np.ndarray:
+    """attribute_hashes of what the state holds: fingerprints read back, JSON (earlier versions) hashed."""
+    text = stored.astype("string").reset_index(drop=True)
+    is_fingerprint = (
+        (text.str.len().eq(FINGERPRINT_LENGTH) & text.str.startswith(FINGERPRINT_PREFIX))
+        .fillna(False)
+        .to_numpy(dtype=bool)
+    )
+    hashes = np.empty((len(text), len(PRODUCT_ATTRIBUTES)), dtype=np.uint64)
+    if is_fingerprint.any():
+        # Fixed-width ASCII rows: the Arrow array's characters are the rows one after the other.
+        chars = pa.chunked_array([pa.array(text[is_fingerprint], type=pa.string())]).combine_chunks()
+        offsets = np.frombuffer(chars.buffers()[1], dtype=np.int32)[
+            chars.offset : chars.offset + len(chars) + 1
+        ]
+        data = np.frombuffer(chars.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        digits = _HEX_VALUES[data.reshape(len(chars), -1)[:, len(FINGERPRINT_PREFIX) :]]
+        octets = (digits[:, 0::2] << 4) | digits[:, 1::2]
+        hashes[is_fingerprint] = np.ascontiguousarray(octets).view(">u8").astype(np.uint64)
+    legacy = ~is_fingerprint
+    if legacy.any():
+        sent = pd.DataFrame(
+            [json.loads(v or "{}") for v in text[legacy].fillna("")], columns=PRODUCT_ATTRIBUTES, dtype=object
         )
-    return out
+        hashes[legacy] = attribute_hashes(sent)
+    return hashes
 
 
-def _diff_columns(previous: pd.DataFrame, current: pd.DataFrame) -> pd.Series:
-    """Per row, the comma-joined attributes that differ (NaN/None equal to each other)."""
-    differs = pd.DataFrame(index=current.index)
-    for k in PRODUCT_ATTRIBUTES:
-        a, b = previous[k].astype(object), current[k].astype(object)
-        both_missing = a.isna() & b.isna()
-        differs[k] = ~both_missing & ((a != b) | a.isna() | b.isna())
-    names = np.array(sorted(PRODUCT_ATTRIBUTES))
-    matrix = differs[list(names)].to_numpy()
-    joined = [",".join(names[row]) if row.any() else "" for row in matrix]
-    return pd.Series(joined, index=current.index, dtype="string")
+# The attributes that differ, by bit (bit j: PRODUCT_ATTRIBUTES[j]), comma-joined in name order.
+_CHANGED_NAMES = np.array(
+    [
+        ",".join(sorted(n for j, n in enumerate(PRODUCT_ATTRIBUTES) if bits >> j & 1))
+        for bits in range(1 << len(PRODUCT_ATTRIBUTES))
+    ],
+    dtype=object,
+)
+
+
+def changed_attributes(previous: np.ndarray, current: np.ndarray) -> pd.Series:
+    """Per row, the comma-joined names of the attributes whose hashes differ ("" when none)."""
+    weights = np.uint64(1) << np.arange(len(PRODUCT_ATTRIBUTES), dtype=np.uint64)
+    bits = ((previous != current).astype(np.uint64) * weights).sum(axis=1)
+    return pd.Series(_CHANGED_NAMES[bits.astype(np.intp)], dtype="string")
+
+
+def product_attributes(row: dict) -> dict:
+    """A product's attributes as Optiply is sent them (attributes_json's canonical values)."""
+    return json.loads(attributes_json(row))
 
 
 def plan_product_writes(
@@ -181,7 +261,8 @@ def plan_product_writes(
 ) -> pd.DataFrame:
     """Decide per product: create, update (attributes changed), unchanged, take_over, adopt or conflict.
 
-    `delivered` holds remote_id, optiply_id and the attributes_json last sent (the local state).
+    `delivered` holds remote_id, optiply_id and the attributes_json last sent (the local state): the
+    fingerprint of the attributes (`attributes`, see attribute_hashes), or the JSON earlier versions kept.
     `existing` holds Optiply's products (existing_products_frame). For a listing the local state does not
     know, in this order: a product Optiply holds for our coupling under the listing's remoteId is compared
     with it instead of created again; one our coupling holds under the listing's `legacy_remote_id` (the
@@ -189,32 +270,26 @@ def plan_product_writes(
     product no coupling of ours claims and whose match key equals ours is adopted. Both PATCH the changed
     attributes and our remoteId. `changed` lists what a write sends.
     """
-    plan = payloads.copy().reset_index(drop=True)
-    plan["attributes"] = _attributes_column(plan)
+    plan = payloads.reset_index(drop=True)  # copy-on-write: the columns are copied only if written
+    current_hashes = attribute_hashes(plan)
+    plan["attributes"] = fingerprints(current_hashes)
     plan["action"] = pd.Series("create", index=plan.index, dtype="string")
-    plan["optiply_id"] = pd.array([pd.NA] * len(plan), dtype="Int64")
+    plan["optiply_id"] = pd.Series(pd.NA, index=plan.index, dtype="Int64")
     plan["changed"] = pd.Series("", index=plan.index, dtype="string")
     plan["known_from"] = pd.Series("new", index=plan.index, dtype="string")
 
-    # Known from the local state: compare with what was last sent, column by column.
-    local = delivered.drop_duplicates("remote_id").set_index("remote_id")
-    is_local = plan["remoteId"].isin(local.index)
+    # Known from the local state: compare with what was last sent, attribute by attribute.
+    at = first_positions(plan["remoteId"], delivered["remote_id"])  # the first record per remote id
+    is_local = at >= 0
     if is_local.any():
-        rows = plan[is_local]
-        sent = local.loc[rows["remoteId"]]
-        previous = pd.DataFrame(
-            [json.loads(a or "{}") for a in sent["attributes_json"]],
-            columns=PRODUCT_ATTRIBUTES,
-            index=rows.index,
-        )
-        current = pd.DataFrame(
-            [json.loads(a) for a in rows["attributes"]], columns=PRODUCT_ATTRIBUTES, index=rows.index
-        )
-        changed = _diff_columns(previous, current)
-        plan.loc[is_local, "changed"] = changed
-        plan.loc[is_local, "action"] = changed.map(lambda c: "update" if c else "unchanged").astype("string")
+        sent = delivered.iloc[at[is_local]]
+        previous = stored_attribute_hashes(sent["attributes_json"])
+        changed = changed_attributes(previous, current_hashes[is_local])
+        plan.loc[is_local, "changed"] = changed.to_numpy()
+        plan.loc[is_local, "action"] = np.where(changed.to_numpy() != "", "update", "unchanged")
         plan.loc[is_local, "optiply_id"] = sent["optiply_id"].astype("Int64").to_numpy()
         plan.loc[is_local, "known_from"] = "state"
+    is_local = pd.Series(is_local, index=plan.index)
 
     # Unknown locally: what Optiply holds (few rows except on a first sync or after a lost state).
     existing = existing if existing is not None else existing_products_frame([], 0)
@@ -233,7 +308,7 @@ def plan_product_writes(
         successors = take_over_successors(plan.loc[unknown[~found_by_remote_id]], legacy)
         for i in unknown:
             remote_id, key = plan.at[i, "remoteId"], plan.at[i, match_key]
-            current = json.loads(plan.at[i, "attributes"])
+            current = product_attributes(plan.loc[i].to_dict())
             if remote_id in ours.index:
                 diff = _changed(json.loads(attributes_json(ours.loc[remote_id].to_dict())), current)
                 plan.loc[i, ["action", "optiply_id", "changed", "known_from"]] = [

@@ -44,7 +44,7 @@ def parse_flat_file(
 
     Extra or reordered columns are accepted; a header whose required columns cannot all be placed is not.
     """
-    if not text.strip():
+    if not text or text.isspace():  # (strip() would copy the whole document)
         return pd.DataFrame({c: pd.Series(dtype="string") for c in required}), _no_malformed()
     malformed: list[dict] = []
 
@@ -79,14 +79,17 @@ def parse_flat_file(
     table = pv.read_csv(
         io.BytesIO(data),
         parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=set_aside),
+        # large_string: what pandas' string columns hold, so none is copied to widen its offsets.
         convert_options=pv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, strings_can_be_null=False
+            column_types={name: pa.large_string() for name in header}, strings_can_be_null=False
         ),
-        read_options=pv.ReadOptions(block_size=1 << 24),
+        read_options=pv.ReadOptions(block_size=1 << 22),
     )
     frame = table.rename_columns(read.columns).to_pandas(
-        types_mapper=lambda t: pd.StringDtype() if t == pa.string() else None
+        types_mapper=lambda t: pd.StringDtype() if t == pa.large_string() else None
     )
+    del table
+    pa.default_memory_pool().release_unused()  # the parser's working memory, kept by the pool otherwise
     return frame, pd.DataFrame(
         malformed, columns=["line", "reason", "text"]
     ) if malformed else _no_malformed()
@@ -98,7 +101,8 @@ def header_set(text: str, report_type: str) -> str:
 
 
 def _header_line(text: str) -> list[str]:
-    return text.split("\n", 1)[0].rstrip("\r").split("\t")
+    end = text.find("\n")  # a slice of the first line, not a split copying the whole document
+    return text[: end if end >= 0 else len(text)].rstrip("\r").split("\t")
 
 
 def _no_malformed() -> pd.DataFrame:

@@ -81,3 +81,40 @@ def test_next_cycles_write_only_what_changed(harness):
     summaries = harness.sync()  # same moment: nothing changed
     assert harness.sandbox.optiply.writes() == []
     assert all(s["products_updated"] == 0 and s["orders_delivered"] == 0 for s in summaries.values())
+
+
+@pytest.mark.slow  # two cycles
+def test_a_state_kept_as_json_by_an_earlier_version_patches_only_what_changed(harness):
+    """Upgrading from the versions that kept each product's attributes as JSON (now a fingerprint): the first
+    cycle after it compares the JSON, so it neither PATCHes every product nor misses a change."""
+    import json
+    import os
+
+    from amazon_optiply.delivery import PRODUCTS
+    from amazon_optiply.state import SyncState
+
+    harness.sync()
+    state = SyncState(os.environ["SYNC_STATE_DATABASE_URL"])
+    held = harness.sandbox.optiply.snapshot()["products"]
+    done = state.records(PRODUCTS)
+    done = done[done["state"] == "done"]
+    for remote_id, marketplace, optiply_id in zip(
+        done["remote_id"], done["marketplace"], done["optiply_id"].astype(int), strict=True
+    ):
+        product = held[optiply_id]
+        old = {k: product.get(k) for k in ("eanCode", "name", "price", "skuCode", "stockLevel")}
+        state.record_done(PRODUCTS, remote_id, marketplace, optiply_id, json.dumps(old, ensure_ascii=False))
+    assert state.records(PRODUCTS)["attributes_json"].str.startswith("{").all()
+    before = harness.expected_products().set_index("remoteId")
+    harness.sandbox.optiply.reset_request_log()
+
+    harness.sandbox.advance(timedelta(minutes=30))
+    harness.sync()
+    after = harness.expected_products().set_index("remoteId")
+    changed = {rid for rid in after.index if not before.loc[rid].fillna("").equals(after.loc[rid].fillna(""))}
+    writes = harness.sandbox.optiply.writes()
+    patched = {w["path"] for w in writes if w["method"] == "PATCH" and "/products" in w["path"]}
+    assert changed, "the sandbox changed nothing in 30 minutes; the test would prove nothing"
+    assert len(patched) == len(changed)
+    assert [w for w in writes if w["method"] == "POST" and "/products" in w["path"]] == []
+    assert_products_match_ground_truth(harness)
