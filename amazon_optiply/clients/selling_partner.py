@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
+import pyarrow as pa
 from sp_api.api import Inventories, Reports, Sellers
 from sp_api.api.catalog_items.catalog_items_2022_04_01 import CatalogItemsV20220401
+from sp_api.base import ApiResponse
 
 from amazon_optiply.clients.amazon import (
     ReportDocumentError,
@@ -28,6 +30,7 @@ from amazon_optiply.clients.amazon import (
     utc_iso,
 )
 from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.transforms.catalog import inventory_summaries_page
 
 FINAL_REPORT_STATUSES = ("DONE", "CANCELLED", "FATAL")
 REUSABLE_REPORT_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "DONE")
@@ -124,6 +127,22 @@ def _shared_api(api_class, marketplace: str, credentials: SpApiCredentials, endp
     (about 20 ms of CPU each). The library keeps per-request values on the object, so one is never used by
     two threads at once; a run's SP-API calls are made one after another."""
     return build_api(api_class, marketplace, credentials, endpoint, token_url)
+
+
+class _ArrowInventories(Inventories):
+    """getInventorySummaries pages read by pyarrow from the answer's bytes: the summaries come as Arrow columns
+    (catalog.SUMMARY_SCHEMA), never as a Python dict per summary. An error answer, an empty one or a page
+    the Arrow schema refuses goes the library's way (dicts, its exceptions), so SpApiCaller sees what it did."""
+
+    def _check_response(self, res, *args, **kwargs):
+        page = inventory_summaries_page(res.content) if 200 <= res.status_code < 300 else None
+        if page is None:
+            return super()._check_response(res, *args, **kwargs)
+        return ApiResponse(
+            payload={"inventorySummaries": page.summaries},
+            pagination={"nextToken": page.next_token} if page.next_token else None,
+            headers=res.headers,
+        )
 
 
 class SellingPartner:
@@ -347,14 +366,15 @@ class SellingPartner:
 
     def inventory_summaries(
         self, marketplace: str, changed_since: datetime | None = None
-    ) -> Iterator[tuple[list[dict], datetime]]:
-        """FBA inventory summaries of the marketplace, with details, a page at a time (following nextToken).
+    ) -> Iterator[tuple[pa.RecordBatch | list[dict], datetime]]:
+        """FBA inventory summaries of the marketplace, with details, a page at a time (following nextToken):
+        Arrow columns in catalog.SUMMARY_SCHEMA, or dicts for a page that schema refused.
 
         With `changed_since`, only the summaries Amazon changed since then (startDateTime): a steady-state
         cycle then costs pages for the changed rows, not for the whole inventory. Each page comes with
         Amazon's time of the answer (its Date header), from which the next cycle's window starts.
         """
-        api = self.api(Inventories, marketplace)
+        api = self.api(_ArrowInventories, marketplace)
         marketplace_id = MARKETPLACES[marketplace].marketplace_id
         next_token = None
         while True:

@@ -5,12 +5,14 @@ Pure pandas: DataFrames in, DataFrames out, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
@@ -57,9 +59,25 @@ _SUMMARY_TYPE = pa.struct(
         ),
     ]
 )
+# A page's summaries as `inventory_summaries_page` reads them: the same fields and types whatever the page
+# holds (a field no summary of the page has is a null column, not a missing one), so pages concatenate.
+SUMMARY_SCHEMA = pa.schema(list(_SUMMARY_TYPE))
+# The answer's fields the page reader keeps; any other (granularity, productName, reservedQuantity...) is
+# skipped by the parser, never built.
+_PAGE_PARSE = pj.ParseOptions(
+    explicit_schema=pa.schema(
+        [
+            ("payload", pa.struct([("inventorySummaries", pa.list_(_SUMMARY_TYPE))])),
+            ("pagination", pa.struct([("nextToken", pa.string())])),
+        ]
+    ),
+    unexpected_field_behavior="ignore",
+)
 _STRING_TYPES = {pa.string(): pd.StringDtype()}
 # Summaries converted together: Arrow's per-call cost spread over a few pages, and few dicts kept waiting.
 _SUMMARIES_PER_BATCH = 1000
+# Arrow pages flattened together: their columns are compact, so many pages at once.
+_ARROW_SUMMARIES_PER_PART = 100_000
 
 
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
@@ -67,28 +85,97 @@ def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     return fba_inventory_frame_from_pages([summaries])
 
 
-def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
-    """The same from pages as they arrive: a few pages' dicts at a time become Arrow columns (no loop over
-    rows in Python); a missing quantity is 0."""
-    batches: list[pa.RecordBatch] = []
-    waiting: list[dict] = []
-    for summaries in pages:
-        waiting += summaries
-        if len(waiting) >= _SUMMARIES_PER_BATCH:
-            batches.append(_summaries_batch(waiting))
-            waiting = []
-    if waiting:
-        batches.append(_summaries_batch(waiting))
-    if not batches:
+class SummariesPage(NamedTuple):
+    summaries: pa.RecordBatch  # in SUMMARY_SCHEMA
+    next_token: str | None
+
+
+def inventory_summaries_page(content: bytes) -> SummariesPage | None:
+    """A getInventorySummaries answer's body read by pyarrow: its summaries (the fields the frame keeps) as
+    Arrow columns, no Python dict per summary, and its nextToken.
+
+    None when the body is not such a page (an error, an empty answer) or holds a value the schema refuses (a
+    quantity "5" or 2.5): the caller then decodes it with the json module, and the frame treats it as today.
+    """
+    if b'"errors"' in content:  # only a key can be "errors" with bare quotes: let the library raise
+        return None
+    # A JSON string holds no raw newline: without the newlines between its tokens, the body is one JSON line.
+    line = content.replace(b"\n", b" ")
+    try:
+        table = pj.read_json(
+            pa.BufferReader(line),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(line) + 1),
+            parse_options=_PAGE_PARSE,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != 1:
+        return None
+    payload = table.column("payload").chunk(0)
+    if not payload.is_valid()[0].as_py():
+        return None
+    summaries = payload.field("inventorySummaries")
+    if not summaries.is_valid()[0].as_py():
+        return None
+    next_token = table.column("pagination").chunk(0).field("nextToken")[0].as_py()
+    return SummariesPage(pa.RecordBatch.from_struct_array(summaries.flatten()), next_token or None)
+
+
+def fba_inventory_frame_from_pages(pages: Iterable[list[dict] | pa.RecordBatch | pa.Table]) -> pd.DataFrame:
+    """The same from pages as they arrive: each page Arrow columns in SUMMARY_SCHEMA (as
+    `inventory_summaries_page` reads them) or a list of dicts, a few pages at a time become the frame's
+    columns (no loop over rows in Python); a missing quantity is 0."""
+    parts = list(_frame_parts(pages))
+    if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FBA_COLUMNS.items()})
-    table = pa.Table.from_batches(batches)
-    del batches
+    table = pa.concat_tables(parts)
+    del parts
     frame = pd.DataFrame(
         {c: table[c].to_pandas(types_mapper=_STRING_TYPES.get).astype(t) for c, t in FBA_COLUMNS.items()}
     )
     del table
     pa.default_memory_pool().release_unused()  # the batches' memory, kept by the pool otherwise
     return frame
+
+
+def _frame_parts(pages: Iterable[list[dict] | pa.RecordBatch | pa.Table]) -> Iterator[pa.Table]:
+    """The frame's columns, a few pages at a time, in the pages' order (Arrow and dict pages may mix: a
+    page the Arrow schema refused comes as dicts)."""
+    waiting_dicts: list[dict] = []
+    waiting_batches: list[pa.RecordBatch] = []
+    waiting_rows = 0
+    for page in pages:
+        if isinstance(page, (pa.RecordBatch, pa.Table)):
+            if waiting_dicts:
+                yield pa.Table.from_batches([_summaries_batch(waiting_dicts)])
+                waiting_dicts = []
+            waiting_batches += page.to_batches() if isinstance(page, pa.Table) else [page]
+            waiting_rows += page.num_rows
+            if waiting_rows >= _ARROW_SUMMARIES_PER_PART:
+                yield _summary_columns(waiting_batches)
+                waiting_batches, waiting_rows = [], 0
+        else:
+            if waiting_batches:
+                yield _summary_columns(waiting_batches)
+                waiting_batches, waiting_rows = [], 0
+            waiting_dicts += page
+            if len(waiting_dicts) >= _SUMMARIES_PER_BATCH:
+                yield pa.Table.from_batches([_summaries_batch(waiting_dicts)])
+                waiting_dicts = []
+    if waiting_dicts:
+        yield pa.Table.from_batches([_summaries_batch(waiting_dicts)])
+    if waiting_batches:
+        yield _summary_columns(waiting_batches)
+
+
+def _summary_columns(batches: list[pa.RecordBatch]) -> pa.Table:
+    """Summaries in SUMMARY_SCHEMA as the frame's columns: the details' struct fields flattened."""
+    flat = pa.Table.from_batches(batches, schema=SUMMARY_SCHEMA).combine_chunks().flatten()
+    columns = {}
+    for column, path in _SUMMARY_FIELDS.items():
+        values = flat[".".join(path)]
+        columns[column] = values.fill_null(0) if FBA_COLUMNS[column] == "int64" else values
+    return pa.table(columns)
 
 
 def _summaries_batch(summaries: list[dict]) -> pa.RecordBatch:
