@@ -201,23 +201,23 @@ def measure(directory: Path) -> dict:
     listings, _malformed = parse_flat_file(text, LISTINGS_ALL, LISTINGS_REQUIRED)
     del text
     stage("listings_report", listings, schemas.ListingsReport)
-    # As the fba_inventory asset does: each answer's bytes read by the SP-API client's page reader
-    # (catalog.inventory_summaries_page, pyarrow, no dicts), the pages turned into the frame as they come.
-    # The reading is timed apart as well.
-    page_reading = 0.0
+    # As the fba_inventory asset does: each answer's bytes taken by the SP-API client's page reader
+    # (catalog.inventory_summaries_page: its nextToken, no decoding), the frame reading the bodies with
+    # pyarrow a few pages at a time. The client's part is timed apart as well.
+    page_taking = 0.0
 
-    def read_pages(lines):
-        nonlocal page_reading
+    def client_pages(lines):
+        nonlocal page_taking
         for line in lines:
-            began_reading = time.perf_counter()
+            began_taking = time.perf_counter()
             page = catalog.inventory_summaries_page(line)
-            page_reading += time.perf_counter() - began_reading
+            page_taking += time.perf_counter() - began_taking
             if page is None:
                 raise RuntimeError("an FBA page the client's page reader refused")
-            yield page.summaries
+            yield page.body
 
     with gzip.open(directory / FBA_FILE, "rb") as pages:
-        fba = catalog.fba_inventory_frame_from_pages(read_pages(pages))
+        fba = catalog.fba_inventory_frame_from_pages(client_pages(pages))
     stage("fba_inventory", fba, schemas.FbaInventory)
     read, parse = _tsv_options()
     table = pv.read_csv(
@@ -259,8 +259,8 @@ def measure(directory: Path) -> dict:
     return {
         "wall_seconds": round(wall, 2),
         "stages_seconds": stages,
-        # Within fba_inventory: reading the pages' bytes into Arrow, the SP-API client's part.
-        "fba_pages_reading_seconds": round(page_reading, 2),
+        # Within fba_inventory: the SP-API client's part (each page's nextToken); the JSON is read by the frame.
+        "fba_pages_client_seconds": round(page_taking, 2),
         "stages_peak_rss_mb": peaks,
         "validated": valid,
         "payload_rows": payload_rows,

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-import pyarrow as pa
 from sp_api.api import Inventories, Reports, Sellers
 from sp_api.api.catalog_items.catalog_items_2022_04_01 import CatalogItemsV20220401
 from sp_api.base import ApiResponse
@@ -30,7 +29,7 @@ from amazon_optiply.clients.amazon import (
     utc_iso,
 )
 from amazon_optiply.marketplaces import MARKETPLACES
-from amazon_optiply.transforms.catalog import inventory_summaries_page
+from amazon_optiply.transforms.catalog import SummariesPageBody, inventory_summaries_page
 
 FINAL_REPORT_STATUSES = ("DONE", "CANCELLED", "FATAL")
 REUSABLE_REPORT_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "DONE")
@@ -130,16 +129,16 @@ def _shared_api(api_class, marketplace: str, credentials: SpApiCredentials, endp
 
 
 class _ArrowInventories(Inventories):
-    """getInventorySummaries pages read by pyarrow from the answer's bytes: the summaries come as Arrow columns
-    (catalog.SUMMARY_SCHEMA), never as a Python dict per summary. An error answer, an empty one or a page
-    the Arrow schema refuses goes the library's way (dicts, its exceptions), so SpApiCaller sees what it did."""
+    """getInventorySummaries pages kept as the answer's bytes, for the frame to read with pyarrow a few pages
+    at a time (catalog.read_summaries_pages): never a Python dict per summary. An error answer or an empty
+    one goes the library's way (its exceptions, an empty answer), so SpApiCaller sees what it always did."""
 
     def _check_response(self, res, *args, **kwargs):
         page = inventory_summaries_page(res.content) if 200 <= res.status_code < 300 else None
         if page is None:
             return super()._check_response(res, *args, **kwargs)
         return ApiResponse(
-            payload={"inventorySummaries": page.summaries},
+            payload={"inventorySummaries": page.body},
             pagination={"nextToken": page.next_token} if page.next_token else None,
             headers=res.headers,
         )
@@ -366,9 +365,9 @@ class SellingPartner:
 
     def inventory_summaries(
         self, marketplace: str, changed_since: datetime | None = None
-    ) -> Iterator[tuple[pa.RecordBatch | list[dict], datetime]]:
+    ) -> Iterator[tuple[SummariesPageBody | list[dict], datetime]]:
         """FBA inventory summaries of the marketplace, with details, a page at a time (following nextToken):
-        Arrow columns in catalog.SUMMARY_SCHEMA, or dicts for a page that schema refused.
+        the answer's body for catalog.fba_inventory_frame_from_pages to read.
 
         With `changed_since`, only the summaries Amazon changed since then (startDateTime): a steady-state
         cycle then costs pages for the changed rows, not for the whole inventory. Each page comes with

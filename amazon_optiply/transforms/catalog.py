@@ -5,7 +5,10 @@ Pure pandas: DataFrames in, DataFrames out, no I/O.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +62,7 @@ _SUMMARY_TYPE = pa.struct(
         ),
     ]
 )
-# A page's summaries as `inventory_summaries_page` reads them: the same fields and types whatever the page
+# A page's summaries as `read_summaries_pages` reads them: the same fields and types whatever the page
 # holds (a field no summary of the page has is a null column, not a missing one), so pages concatenate.
 SUMMARY_SCHEMA = pa.schema(list(_SUMMARY_TYPE))
 # The answer's fields the page reader keeps; any other (granularity, productName, reservedQuantity...) is
@@ -76,6 +79,9 @@ _PAGE_PARSE = pj.ParseOptions(
 _STRING_TYPES = {pa.string(): pd.StringDtype()}
 # Summaries converted together: Arrow's per-call cost spread over a few pages, and few dicts kept waiting.
 _SUMMARIES_PER_BATCH = 1000
+# Page bodies read by pyarrow at once: its cost per read (thread hand-offs, builders) is that of parsing a
+# few pages, so one read per page would cost more than the json module.
+_PAGES_PER_READ = 40
 # Arrow pages flattened together: their columns are compact, so many pages at once.
 _ARROW_SUMMARIES_PER_PART = 100_000
 
@@ -85,47 +91,90 @@ def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     return fba_inventory_frame_from_pages([summaries])
 
 
+@dataclass(frozen=True, slots=True)
+class SummariesPageBody:
+    """A getInventorySummaries answer's body as one JSON line, read into Arrow by the frame together with
+    other pages' (`read_summaries_pages`): pyarrow's cost per read is that of parsing a few pages."""
+
+    line: bytes
+
+
 class SummariesPage(NamedTuple):
-    summaries: pa.RecordBatch  # in SUMMARY_SCHEMA
+    body: SummariesPageBody
     next_token: str | None
 
 
+# A key, with its value: inside a JSON string a quote is escaped, so no quote and colon follow a value there.
+_NEXT_TOKEN = re.compile(rb'"nextToken"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
 def inventory_summaries_page(content: bytes) -> SummariesPage | None:
-    """A getInventorySummaries answer's body read by pyarrow: its summaries (the fields the frame keeps) as
-    Arrow columns, no Python dict per summary, and its nextToken.
+    """A getInventorySummaries answer's body as it came, kept for the frame to read (no Python dict per
+    summary), with its nextToken.
 
-    None when the body is not such a page (an error, an empty answer) or holds a value the schema refuses (a
-    quantity "5" or 2.5): the caller then decodes it with the json module, and the frame treats it as today.
+    None when the body is not such a page (an error, an empty answer): the caller decodes it as before.
     """
-    if b'"errors"' in content:  # only a key can be "errors" with bare quotes: let the library raise
+    # Only a key can be "errors" or "inventorySummaries" in bare quotes.
+    if b'"errors"' in content or b'"inventorySummaries"' not in content:
         return None
-    # A JSON string holds no raw newline: without the newlines between its tokens, the body is one JSON line.
-    line = content.replace(b"\n", b" ")
+    # A JSON string holds no raw newline: without the newlines between its tokens, the body is one JSON line
+    # (one at its very end only ends that line).
+    inner_newline = content.find(b"\n", 0, len(content) - 1) >= 0
+    line = content.replace(b"\n", b" ") if inner_newline else content
+    return SummariesPage(SummariesPageBody(line), _next_token(line))
+
+
+def _next_token(line: bytes) -> str | None:
+    # Found by bytes' fast search (from the end: pagination tends to follow the summaries); the pattern only
+    # checks the place.
+    at = line.rfind(b'"nextToken"')
+    while at >= 0:
+        if token := _NEXT_TOKEN.match(line, at):
+            return json.loads(token[1]) or None
+        at = line.rfind(b'"nextToken"', 0, at)
+    return None
+
+
+def read_summaries_pages(bodies: list[SummariesPageBody]) -> Iterator[pa.RecordBatch | list[dict]]:
+    """Page bodies' summaries, in SUMMARY_SCHEMA, by one pyarrow read of them all. When a page holds a
+    value the schema refuses (a quantity "5" or 2.5), that page alone comes as its dicts: the frame
+    treats it as it always did."""
     try:
-        table = pj.read_json(
-            pa.BufferReader(line),
-            read_options=pj.ReadOptions(use_threads=False, block_size=len(line) + 1),
-            parse_options=_PAGE_PARSE,
-        )
+        yield _read_bodies(bodies)
+        return
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != 1:
-        return None
-    payload = table.column("payload").chunk(0)
-    if not payload.is_valid()[0].as_py():
-        return None
-    summaries = payload.field("inventorySummaries")
-    if not summaries.is_valid()[0].as_py():
-        return None
-    next_token = table.column("pagination").chunk(0).field("nextToken")[0].as_py()
-    return SummariesPage(pa.RecordBatch.from_struct_array(summaries.flatten()), next_token or None)
+        if len(bodies) == 1:
+            try:
+                summaries = json.loads(bodies[0].line)["payload"]["inventorySummaries"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"a getInventorySummaries answer is no page of summaries ({type(exc).__name__}: {exc}): "
+                    f"{bodies[0].line[:200]!r}"
+                ) from None
+            yield summaries or []
+            return
+    for body in bodies:  # which page it was
+        yield from read_summaries_pages([body])
 
 
-def fba_inventory_frame_from_pages(pages: Iterable[list[dict] | pa.RecordBatch | pa.Table]) -> pd.DataFrame:
-    """The same from pages as they arrive: each page Arrow columns in SUMMARY_SCHEMA (as
-    `inventory_summaries_page` reads them) or a list of dicts, a few pages at a time become the frame's
-    columns (no loop over rows in Python); a missing quantity is 0."""
-    parts = list(_frame_parts(pages))
+def _read_bodies(bodies: list[SummariesPageBody]) -> pa.RecordBatch:
+    lines = b"\n".join(body.line for body in bodies)
+    table = pj.read_json(
+        pa.BufferReader(lines),
+        read_options=pj.ReadOptions(use_threads=False, block_size=len(lines) + 1),
+        parse_options=_PAGE_PARSE,
+    )
+    summaries = table.column("payload").combine_chunks().field("inventorySummaries")
+    return pa.RecordBatch.from_struct_array(summaries.flatten())
+
+
+def fba_inventory_frame_from_pages(
+    pages: Iterable[list[dict] | SummariesPageBody | pa.RecordBatch],
+) -> pd.DataFrame:
+    """The same from pages as they arrive: answers' bodies (`inventory_summaries_page`), Arrow columns in
+    SUMMARY_SCHEMA or lists of dicts; a few pages at a time become the frame's columns (no loop over rows
+    in Python); a missing quantity is 0."""
+    parts = list(_frame_parts(_summary_pages(pages)))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FBA_COLUMNS.items()})
     table = pa.concat_tables(parts)
@@ -136,6 +185,26 @@ def fba_inventory_frame_from_pages(pages: Iterable[list[dict] | pa.RecordBatch |
     del table
     pa.default_memory_pool().release_unused()  # the batches' memory, kept by the pool otherwise
     return frame
+
+
+def _summary_pages(
+    pages: Iterable[list[dict] | SummariesPageBody | pa.RecordBatch],
+) -> Iterator[list[dict] | pa.RecordBatch | pa.Table]:
+    """The pages in their order, the bodies read _PAGES_PER_READ at a time."""
+    bodies: list[SummariesPageBody] = []
+    for page in pages:
+        if isinstance(page, SummariesPageBody):
+            bodies.append(page)
+            if len(bodies) >= _PAGES_PER_READ:
+                yield from read_summaries_pages(bodies)
+                bodies = []
+            continue
+        if bodies:
+            yield from read_summaries_pages(bodies)
+            bodies = []
+        yield page
+    if bodies:
+        yield from read_summaries_pages(bodies)
 
 
 def _frame_parts(pages: Iterable[list[dict] | pa.RecordBatch | pa.Table]) -> Iterator[pa.Table]:
