@@ -44,7 +44,8 @@ def body(summaries: list[dict], next_token: str | None = None, indent: int | Non
     }
     if next_token:
         page["pagination"] = {"nextToken": next_token}
-    return json.dumps(page, indent=indent).encode()  # pretty-printed: newlines between the tokens
+    # Pretty-printed (newlines between the tokens), non-ASCII characters as UTF-8 bytes, as Amazon sends them.
+    return json.dumps(page, indent=indent, ensure_ascii=False).encode()
 
 
 def pages_of_different_shapes() -> list[list[dict]]:
@@ -54,7 +55,7 @@ def pages_of_different_shapes() -> list[list[dict]]:
         [
             summary(50, inventoryDetails=None, totalQuantity=None),
             {"sellerSku": "KW-only", "asin": "B0ONLY"},
-            summary(52, condition=None),
+            summary(52, condition=None, sellerSku="KW-Größe-€"),
             summary(53, inventoryDetails={"fulfillableQuantity": 4}),
         ],
         [summary(60, inventoryDetails={})],
@@ -78,6 +79,7 @@ def test_pages_of_different_shapes_read_into_one_schema_and_the_dict_frame():
     assert frame.dtypes.astype(str).to_dict() == {
         c: "string" if t == "string" else t for c, t in catalog.FBA_COLUMNS.items()
     }
+    assert frame["seller_sku"].iloc[0] == "KW-0000000"
     only = frame[frame["seller_sku"] == "KW-only"].iloc[0]
     assert only["total_quantity"] == only["fulfillable_quantity"] == 0
     assert pd.isna(only["condition"]) and pd.isna(only["fn_sku"])
