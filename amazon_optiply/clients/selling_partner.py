@@ -18,6 +18,7 @@ from typing import Protocol
 
 from sp_api.api import Inventories, Reports, Sellers
 from sp_api.api.catalog_items.catalog_items_2022_04_01 import CatalogItemsV20220401
+from sp_api.base import ApiResponse
 
 from amazon_optiply.clients.amazon import (
     ReportDocumentError,
@@ -28,6 +29,7 @@ from amazon_optiply.clients.amazon import (
     utc_iso,
 )
 from amazon_optiply.marketplaces import MARKETPLACES
+from amazon_optiply.transforms.catalog import SummariesPageBody, inventory_summaries_page
 
 FINAL_REPORT_STATUSES = ("DONE", "CANCELLED", "FATAL")
 REUSABLE_REPORT_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "DONE")
@@ -124,6 +126,22 @@ def _shared_api(api_class, marketplace: str, credentials: SpApiCredentials, endp
     (about 20 ms of CPU each). The library keeps per-request values on the object, so one is never used by
     two threads at once; a run's SP-API calls are made one after another."""
     return build_api(api_class, marketplace, credentials, endpoint, token_url)
+
+
+class _ArrowInventories(Inventories):
+    """getInventorySummaries pages kept as the answer's bytes, for the frame to read with pyarrow a few pages
+    at a time (catalog.read_summaries_pages): never a Python dict per summary. An error answer or an empty
+    one goes the library's way (its exceptions, an empty answer), so SpApiCaller sees what it always did."""
+
+    def _check_response(self, res, *args, **kwargs):
+        page = inventory_summaries_page(res.content) if 200 <= res.status_code < 300 else None
+        if page is None:
+            return super()._check_response(res, *args, **kwargs)
+        return ApiResponse(
+            payload={"inventorySummaries": page.body},
+            pagination={"nextToken": page.next_token} if page.next_token else None,
+            headers=res.headers,
+        )
 
 
 class SellingPartner:
@@ -347,14 +365,15 @@ class SellingPartner:
 
     def inventory_summaries(
         self, marketplace: str, changed_since: datetime | None = None
-    ) -> Iterator[tuple[list[dict], datetime]]:
-        """FBA inventory summaries of the marketplace, with details, a page at a time (following nextToken).
+    ) -> Iterator[tuple[SummariesPageBody | list[dict], datetime]]:
+        """FBA inventory summaries of the marketplace, with details, a page at a time (following nextToken):
+        the answer's body for catalog.fba_inventory_frame_from_pages to read.
 
         With `changed_since`, only the summaries Amazon changed since then (startDateTime): a steady-state
         cycle then costs pages for the changed rows, not for the whole inventory. Each page comes with
         Amazon's time of the answer (its Date header), from which the next cycle's window starts.
         """
-        api = self.api(Inventories, marketplace)
+        api = self.api(_ArrowInventories, marketplace)
         marketplace_id = MARKETPLACES[marketplace].marketplace_id
         next_token = None
         while True:

@@ -5,12 +5,17 @@ Pure pandas: DataFrames in, DataFrames out, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
@@ -57,9 +62,28 @@ _SUMMARY_TYPE = pa.struct(
         ),
     ]
 )
+# A page's summaries as `read_summaries_pages` reads them: the same fields and types whatever the page
+# holds (a field no summary of the page has is a null column, not a missing one), so pages concatenate.
+SUMMARY_SCHEMA = pa.schema(list(_SUMMARY_TYPE))
+# The answer's fields the page reader keeps; any other (granularity, productName, reservedQuantity...) is
+# skipped by the parser, never built.
+_PAGE_PARSE = pj.ParseOptions(
+    explicit_schema=pa.schema(
+        [
+            ("payload", pa.struct([("inventorySummaries", pa.list_(_SUMMARY_TYPE))])),
+            ("pagination", pa.struct([("nextToken", pa.string())])),
+        ]
+    ),
+    unexpected_field_behavior="ignore",
+)
 _STRING_TYPES = {pa.string(): pd.StringDtype()}
 # Summaries converted together: Arrow's per-call cost spread over a few pages, and few dicts kept waiting.
 _SUMMARIES_PER_BATCH = 1000
+# Page bodies read by pyarrow at once (about 4 MB): its cost per read (thread hand-offs, builders) is that of
+# parsing a few pages, so one read per page would cost more than the json module.
+_PAGES_PER_READ = 100
+# Arrow pages flattened together: their columns are compact, so many pages at once.
+_ARROW_SUMMARIES_PER_PART = 100_000
 
 
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
@@ -67,28 +91,162 @@ def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     return fba_inventory_frame_from_pages([summaries])
 
 
-def fba_inventory_frame_from_pages(pages: Iterable[list[dict]]) -> pd.DataFrame:
-    """The same from pages as they arrive: a few pages' dicts at a time become Arrow columns (no loop over
-    rows in Python); a missing quantity is 0."""
-    batches: list[pa.RecordBatch] = []
-    waiting: list[dict] = []
-    for summaries in pages:
-        waiting += summaries
-        if len(waiting) >= _SUMMARIES_PER_BATCH:
-            batches.append(_summaries_batch(waiting))
-            waiting = []
-    if waiting:
-        batches.append(_summaries_batch(waiting))
-    if not batches:
+@dataclass(frozen=True, slots=True)
+class SummariesPageBody:
+    """A getInventorySummaries answer's body as one JSON line, read into Arrow by the frame together with
+    other pages' (`read_summaries_pages`): pyarrow's cost per read is that of parsing a few pages."""
+
+    line: bytes
+
+
+class SummariesPage(NamedTuple):
+    body: SummariesPageBody
+    next_token: str | None
+
+
+# A key, with its value: inside a JSON string a quote is escaped, so no quote and colon follow a value there.
+_NEXT_TOKEN = re.compile(rb'"nextToken"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def inventory_summaries_page(content: bytes) -> SummariesPage | None:
+    """A getInventorySummaries answer's body as it came, kept for the frame to read (no Python dict per
+    summary), with its nextToken.
+
+    None when the body is not such a page (an error, an empty answer): the caller decodes it as before.
+    """
+    # Only a key can be "errors" or "inventorySummaries" in bare quotes.
+    if b'"errors"' in content or b'"inventorySummaries"' not in content:
+        return None
+    # A JSON string holds no raw newline: without the newlines between its tokens, the body is one JSON line
+    # (one at its very end only ends that line).
+    inner_newline = content.find(b"\n", 0, len(content) - 1) >= 0
+    line = content.replace(b"\n", b" ") if inner_newline else content
+    return SummariesPage(SummariesPageBody(line), _next_token(line))
+
+
+def _next_token(line: bytes) -> str | None:
+    # Found by bytes' fast search (from the end: pagination tends to follow the summaries); the pattern only
+    # checks the place.
+    at = line.rfind(b'"nextToken"')
+    while at >= 0:
+        if token := _NEXT_TOKEN.match(line, at):
+            return json.loads(token[1]) or None
+        at = line.rfind(b'"nextToken"', 0, at)
+    return None
+
+
+def read_summaries_pages(bodies: list[SummariesPageBody]) -> Iterator[pa.RecordBatch | list[dict]]:
+    """Page bodies' summaries, in SUMMARY_SCHEMA, by one pyarrow read of them all. When a page holds a
+    value the schema refuses (a quantity "5" or 2.5), that page alone comes as its dicts: the frame
+    treats it as it always did."""
+    try:
+        yield _read_bodies(bodies)
+        return
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if len(bodies) == 1:
+            try:
+                summaries = json.loads(bodies[0].line)["payload"]["inventorySummaries"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"a getInventorySummaries answer is no page of summaries ({type(exc).__name__}: {exc}): "
+                    f"{bodies[0].line[:200]!r}"
+                ) from None
+            yield summaries or []
+            return
+    for body in bodies:  # which page it was
+        yield from read_summaries_pages([body])
+
+
+def _read_bodies(bodies: list[SummariesPageBody]) -> pa.RecordBatch:
+    lines = b"\n".join(body.line for body in bodies)
+    # A few blocks, parsed on every core; a block holds at least one whole page (a line never straddles two).
+    block_size = max(len(lines) // 4, max(len(body.line) for body in bodies)) + 1
+    table = pj.read_json(
+        pa.BufferReader(lines),
+        read_options=pj.ReadOptions(use_threads=True, block_size=block_size),
+        parse_options=_PAGE_PARSE,
+    )
+    summaries = table.column("payload").combine_chunks().field("inventorySummaries")
+    return pa.RecordBatch.from_struct_array(summaries.flatten())
+
+
+def fba_inventory_frame_from_pages(
+    pages: Iterable[list[dict] | SummariesPageBody | pa.RecordBatch],
+) -> pd.DataFrame:
+    """The same from pages as they arrive: answers' bodies (`inventory_summaries_page`), Arrow columns in
+    SUMMARY_SCHEMA or lists of dicts; a few pages at a time become the frame's columns (no loop over rows
+    in Python); a missing quantity is 0."""
+    parts = list(_frame_parts(_summary_pages(pages)))
+    if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FBA_COLUMNS.items()})
-    table = pa.Table.from_batches(batches)
-    del batches
+    table = pa.concat_tables(parts)
+    del parts
     frame = pd.DataFrame(
         {c: table[c].to_pandas(types_mapper=_STRING_TYPES.get).astype(t) for c, t in FBA_COLUMNS.items()}
     )
     del table
     pa.default_memory_pool().release_unused()  # the batches' memory, kept by the pool otherwise
     return frame
+
+
+def _summary_pages(
+    pages: Iterable[list[dict] | SummariesPageBody | pa.RecordBatch],
+) -> Iterator[list[dict] | pa.RecordBatch | pa.Table]:
+    """The pages in their order, the bodies read _PAGES_PER_READ at a time."""
+    bodies: list[SummariesPageBody] = []
+    for page in pages:
+        if isinstance(page, SummariesPageBody):
+            bodies.append(page)
+            if len(bodies) >= _PAGES_PER_READ:
+                yield from read_summaries_pages(bodies)
+                bodies = []
+            continue
+        if bodies:
+            yield from read_summaries_pages(bodies)
+            bodies = []
+        yield page
+    if bodies:
+        yield from read_summaries_pages(bodies)
+
+
+def _frame_parts(pages: Iterable[list[dict] | pa.RecordBatch | pa.Table]) -> Iterator[pa.Table]:
+    """The frame's columns, a few pages at a time, in the pages' order (Arrow and dict pages may mix: a
+    page the Arrow schema refused comes as dicts)."""
+    waiting_dicts: list[dict] = []
+    waiting_batches: list[pa.RecordBatch] = []
+    waiting_rows = 0
+    for page in pages:
+        if isinstance(page, (pa.RecordBatch, pa.Table)):
+            if waiting_dicts:
+                yield pa.Table.from_batches([_summaries_batch(waiting_dicts)])
+                waiting_dicts = []
+            waiting_batches += page.to_batches() if isinstance(page, pa.Table) else [page]
+            waiting_rows += page.num_rows
+            if waiting_rows >= _ARROW_SUMMARIES_PER_PART:
+                yield _summary_columns(waiting_batches)
+                waiting_batches, waiting_rows = [], 0
+        else:
+            if waiting_batches:
+                yield _summary_columns(waiting_batches)
+                waiting_batches, waiting_rows = [], 0
+            waiting_dicts += page
+            if len(waiting_dicts) >= _SUMMARIES_PER_BATCH:
+                yield pa.Table.from_batches([_summaries_batch(waiting_dicts)])
+                waiting_dicts = []
+    if waiting_dicts:
+        yield pa.Table.from_batches([_summaries_batch(waiting_dicts)])
+    if waiting_batches:
+        yield _summary_columns(waiting_batches)
+
+
+def _summary_columns(batches: list[pa.RecordBatch]) -> pa.Table:
+    """Summaries in SUMMARY_SCHEMA as the frame's columns: the details' struct fields flattened."""
+    flat = pa.Table.from_batches(batches, schema=SUMMARY_SCHEMA).combine_chunks().flatten()
+    columns = {}
+    for column, path in _SUMMARY_FIELDS.items():
+        values = flat[".".join(path)]
+        columns[column] = values.fill_null(0) if FBA_COLUMNS[column] == "int64" else values
+    return pa.table(columns)
 
 
 def _summaries_batch(summaries: list[dict]) -> pa.RecordBatch:

@@ -123,7 +123,7 @@ def fba_inventory(
             answered.append(answered_at)
             yield summaries
 
-    changed = fba_inventory_frame_from_pages(pages())  # a few pages of dicts in memory at a time
+    changed = fba_inventory_frame_from_pages(pages())  # the answers' bytes into Arrow, no dicts
     amazon_time = answered[0] if answered else None
     state.store_fba(marketplace, changed, amazon_time or datetime.now(UTC), full)
     frame = state.fba_snapshot(marketplace).astype(FBA_COLUMNS)[list(FBA_COLUMNS)]
