@@ -168,23 +168,41 @@ def _add_fba_inbound(conn) -> None:
         conn.execute(fba_reads.delete())
 
 
-_opened: OrderedDict[tuple[int, str], SyncState] = OrderedDict()
+_opened: OrderedDict[tuple[int, str], tuple[SyncState, tuple[int, int] | None]] = OrderedDict()
 _opening = threading.Lock()
 OPEN_STATES = 8  # a process touching many tenants' databases (an export, a sensor) keeps this many open
+
+
+def _sqlite_file_identity(database_url: str) -> tuple[int, int] | None:
+    """A SQLite database file's (device, inode), or None: not SQLite, in memory, or not there (yet)."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    try:
+        found = os.stat(url.database)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def open_state(database_url: str) -> SyncState:
     """This process's SyncState for a database, kept for the next call. Steps and writes open the state
     hundreds of times a run; an engine (a connection pool) and the table checks made each time cost more
-    CPU than the sync's work. The least recently used beyond OPEN_STATES closes its idle connections."""
+    CPU than the sync's work. A SQLite file deleted or replaced since (a lost volume, a restore) is opened
+    again. The least recently used beyond OPEN_STATES closes its idle connections."""
     key = (os.getpid(), database_url)  # a forked child must not use its parent's pooled connections
     with _opening:
         if key in _opened:
-            _opened.move_to_end(key)
-            return _opened[key]
-        _opened[key] = state = SyncState(database_url)
+            state, identity = _opened[key]
+            if identity is None or _sqlite_file_identity(database_url) == identity:
+                _opened.move_to_end(key)
+                return state
+            del _opened[key]
+            state.engine.dispose()
+        state = SyncState(database_url)
+        _opened[key] = (state, _sqlite_file_identity(database_url))
         while len(_opened) > OPEN_STATES:
-            _opened.popitem(last=False)[1].engine.dispose()  # still usable by a holder: it reconnects
+            _opened.popitem(last=False)[1][0].engine.dispose()  # still usable by a holder: it reconnects
         return state
 
 

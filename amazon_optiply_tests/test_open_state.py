@@ -34,3 +34,15 @@ def test_a_state_database_is_opened_once_a_process_and_the_least_used_beyond_the
     child.start()
     child.join(30)
     assert answer.get(timeout=5) is True
+
+
+def test_a_state_database_file_deleted_since_is_opened_again(tmp_path):
+    url = f"sqlite:///{tmp_path}/tenant.sqlite"
+    first = state.open_state(url)
+    first.store_identifiers("DE", IDENTIFIERS, datetime.now(UTC))
+    (tmp_path / "tenant.sqlite").unlink()  # a lost volume: a new, empty database from here on
+    again = state.open_state(url)
+    assert again is not first
+    assert again.cached_identifiers("DE").empty
+    again.store_identifiers("DE", IDENTIFIERS, datetime.now(UTC))
+    assert state.open_state(url) is again
