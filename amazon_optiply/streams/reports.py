@@ -438,6 +438,22 @@ def _dates(frame: pd.DataFrame, column: str, out: pd.DataFrame, bad_rows: list[p
     return _set_aside(out, bad, reason, bad_rows)
 
 
+def _times(
+    frame: pd.DataFrame, column: str, out: pd.DataFrame, bad_rows: list[pd.DataFrame], time_format: str
+) -> pd.DataFrame:
+    """`column` as UTC timestamps; a row whose value is no time in `time_format` is set aside."""
+    stamps = pd.to_datetime(
+        frame.loc[out.index, column].astype("string").str.strip(),
+        format=time_format,
+        errors="coerce",
+        utc=True,
+    )
+    out[column] = stamps.astype(TIMESTAMP)
+    return _set_aside(
+        out, stamps.isna(), f"{column} is not a time: " + frame.loc[out.index, column].map(repr), bad_rows
+    )
+
+
 def extra_columns(frame: pd.DataFrame, known: dict[str, str]) -> list[str]:
     """Columns Amazon sent beyond the documented ones (the ledger's `Store`, say): tolerated, not kept."""
     return [c for c in frame.columns if c not in known]
@@ -469,19 +485,7 @@ def ledger_detail(text: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     raw, malformed = parse_flat_file(text, LEDGER_DETAIL, tuple(LEDGER_DETAIL_NAMES))
     frame, bad = _typed(raw, signed=("Quantity", "Reconciled Quantity", "Unreconciled Quantity"))
     frame = _dates(raw, "Date", frame, bad)
-    stamps = pd.to_datetime(
-        raw.loc[frame.index, "Date and Time"].astype("string").str.strip(),
-        format="%Y-%m-%dT%H:%M:%S%z",
-        errors="coerce",
-        utc=True,
-    )
-    frame["Date and Time"] = stamps.astype(TIMESTAMP)
-    frame = _set_aside(
-        frame,
-        stamps.isna(),
-        "Date and Time is not a time: " + raw.loc[frame.index, "Date and Time"].map(repr),
-        bad,
-    )
+    frame = _times(raw, "Date and Time", frame, bad, "%Y-%m-%dT%H:%M:%S%z")
     frame = _snake(LEDGER_DETAIL_NAMES, frame)
     frame = _strings(
         frame,
@@ -534,19 +538,7 @@ def customer_shipment_sales(text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame, bad = _typed(
         raw, integers=("quantity",), decimals=("item-price-per-unit", "shipping-price", "gift-wrap-price")
     )
-    stamps = pd.to_datetime(
-        raw.loc[frame.index, "shipment-date"].astype("string").str.strip(),
-        format="ISO8601",
-        errors="coerce",
-        utc=True,
-    )
-    frame["shipment-date"] = stamps.astype(TIMESTAMP)
-    frame = _set_aside(
-        frame,
-        stamps.isna(),
-        "shipment-date is not a time: " + raw.loc[frame.index, "shipment-date"].map(repr),
-        bad,
-    )
+    frame = _times(raw, "shipment-date", frame, bad, "ISO8601")
     frame = _snake(CUSTOMER_SHIPMENT_NAMES, frame)
     frame = _strings(frame, ["sku", "fnsku", "asin", "fulfillment_center_id", "amazon_order_id", "currency"])
     frame = frame.drop_duplicates(CUSTOMER_SHIPMENT_KEY)
