@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -347,6 +348,17 @@ def _or_none(value):
     return None if value is None or pd.isna(value) else value
 
 
+def _sell_order_counts(expected: Collection[str], snapshot: dict) -> dict[str, int]:
+    """The seller worlds' order counters: the truth's sell orders against the ones Optiply holds."""
+    posted = Counter(r["remoteId"] for r in snapshot["sellOrders"].values())
+    return {
+        "orders_expected": len(expected),
+        "orders_lost": len(set(expected) - posted.keys()),
+        "orders_duplicated": sum(n - 1 for n in posted.values()),
+        "orders_unexpected": len(posted.keys() - set(expected)),
+    }
+
+
 def compare_with_ground_truth(
     sandbox: Sandbox, marketplaces: list[str], main: str, orders_start
 ) -> dict[str, int]:
@@ -395,12 +407,8 @@ def compare_with_ground_truth(
     expected_orders = {
         o.order_id for c in marketplaces for o in world.expected_sell_orders(c, orders_start, now)
     }
-    posted = Counter(r["remoteId"] for r in snapshot["sellOrders"].values())
     return {
-        "orders_expected": len(expected_orders),
-        "orders_lost": len(expected_orders - set(posted)),
-        "orders_duplicated": sum(n - 1 for n in posted.values()),
-        "orders_unexpected": len(set(posted) - expected_orders),
+        **_sell_order_counts(expected_orders, snapshot),
         "products_expected": len(expected),
         "products_wrong": len(products_wrong),
         "products_wrong_rows": products_wrong,
@@ -419,7 +427,6 @@ def compare_secondary_with_ground_truth(
         for code in marketplaces
         for o in sandbox.world.expected_sell_orders(code, orders_start, sandbox.clock.now())
     }
-    posted = Counter(r["remoteId"] for r in snapshot["sellOrders"].values())
     orders_wrong = 0
     for record in snapshot["sellOrders"].values():
         order = expected.get(record["remoteId"])
@@ -439,10 +446,7 @@ def compare_secondary_with_ground_truth(
         {"remoteId": str(i), "problem": "written by the sync"} for i in products.keys() - shop_products.keys()
     ]
     return {
-        "orders_expected": len(expected),
-        "orders_lost": len(expected.keys() - posted.keys()),
-        "orders_duplicated": sum(n - 1 for n in posted.values()),
-        "orders_unexpected": len(posted.keys() - expected.keys()),
+        **_sell_order_counts(expected.keys(), snapshot),
         "orders_wrong": orders_wrong,
         "products_expected": len(shop_products),
         "products_wrong": len(wrong),
