@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -84,6 +86,8 @@ _SUMMARIES_PER_BATCH = 1000
 _PAGES_PER_READ = 100
 # Arrow pages flattened together: their columns are compact, so many pages at once.
 _ARROW_SUMMARIES_PER_PART = 100_000
+# Reads of page bodies that may wait for the frame at once (see _summary_pages).
+_READS_AHEAD = 2
 
 
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
@@ -192,21 +196,35 @@ def fba_inventory_frame_from_pages(
 def _summary_pages(
     pages: Iterable[list[dict] | SummariesPageBody | pa.RecordBatch],
 ) -> Iterator[list[dict] | pa.RecordBatch | pa.Table]:
-    """The pages in their order, the bodies read _PAGES_PER_READ at a time."""
-    bodies: list[SummariesPageBody] = []
-    for page in pages:
-        if isinstance(page, SummariesPageBody):
-            bodies.append(page)
-            if len(bodies) >= _PAGES_PER_READ:
-                yield from read_summaries_pages(bodies)
+    """The pages in their order, the bodies read _PAGES_PER_READ at a time on a thread of their own: pyarrow
+    lets go of the GIL while it reads, so the next pages keep coming in (the SP-API calls, the client's page
+    reader) meanwhile. At most _READS_AHEAD reads wait, so a slow reader holds up the intake, not memory."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fba-pages") as reader:
+        reads: deque[Future] = deque()
+        bodies: list[SummariesPageBody] = []
+
+        def read_bodies() -> None:
+            nonlocal bodies
+            if bodies:
+                reads.append(reader.submit(lambda waiting: list(read_summaries_pages(waiting)), bodies))
                 bodies = []
-            continue
-        if bodies:
-            yield from read_summaries_pages(bodies)
-            bodies = []
-        yield page
-    if bodies:
-        yield from read_summaries_pages(bodies)
+
+        def read_until(waiting: int) -> Iterator[list[dict] | pa.RecordBatch]:
+            while len(reads) > waiting:
+                yield from reads.popleft().result()
+
+        for page in pages:
+            if isinstance(page, SummariesPageBody):
+                bodies.append(page)
+                if len(bodies) >= _PAGES_PER_READ:
+                    read_bodies()
+                    yield from read_until(_READS_AHEAD)
+                continue
+            read_bodies()
+            yield from read_until(0)
+            yield page
+        read_bodies()
+        yield from read_until(0)
 
 
 def _frame_parts(pages: Iterable[list[dict] | pa.RecordBatch | pa.Table]) -> Iterator[pa.Table]:
