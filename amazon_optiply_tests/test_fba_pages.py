@@ -171,3 +171,26 @@ def test_the_client_leaves_errors_and_empty_answers_to_the_library():
         _answer(429, b'{"errors": [{"code": "QuotaExceeded"}], "payload": {"inventorySummaries": []}}')
     assert _answer(503, b"").payload == {}  # the empty answers SpApiCaller retries
     assert _answer(200, b"").payload == {}
+
+
+def test_bodies_read_on_the_reader_thread_keep_their_order_among_dict_pages(monkeypatch):
+    # A read of 2 pages each, so several reads wait at once and a refused page falls between them.
+    monkeypatch.setattr(catalog, "_PAGES_PER_READ", 2)
+    pages = [[summary(i) for i in range(k, k + 5)] for k in range(0, 100, 5)]
+    pages[7][2] = summary(37, totalQuantity="111")
+    bodies = [catalog.inventory_summaries_page(body(p)).body for p in pages]
+    mixed: list = [pages[k] if k in (4, 13) else bodies[k] for k in range(len(pages))]
+    frame = catalog.fba_inventory_frame_from_pages(mixed)
+    pd.testing.assert_frame_equal(frame, catalog.fba_inventory_frame_from_pages(pages))
+    assert frame["seller_sku"].tolist() == [f"KW-{i:07d}" for i in range(100)]
+    assert frame["total_quantity"][37] == 111
+
+
+def test_a_failing_page_source_fails_the_frame_after_the_reads_in_flight():
+    def pages():
+        for k in range(0, 500, 5):
+            yield catalog.inventory_summaries_page(body([summary(i) for i in range(k, k + 5)])).body
+        raise RuntimeError("getInventorySummaries: 503 after all retries")
+
+    with pytest.raises(RuntimeError, match="503 after all retries"):
+        catalog.fba_inventory_frame_from_pages(pages())
