@@ -28,11 +28,13 @@ Pure pandas. The rules an Optiply user relies on are written here once:
 
 from __future__ import annotations
 
+import binascii
 import json
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from amazon_optiply.transforms.catalog import first_positions, parse_amount
 
@@ -154,8 +156,6 @@ FINGERPRINT_LENGTH = len(FINGERPRINT_PREFIX) + _HASH_HEX_DIGITS * len(PRODUCT_AT
 _ABSENT_HASH = np.uint64(0x9E3779B97F4A7C15)
 _NUMERIC_ATTRIBUTES = ("price", "stockLevel")
 _HASHED_ROWS_PER_BLOCK = 100_000
-# Each octet's two hex digits as one 2-byte value, laid out in memory as the text reads.
-_HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
 _HEX_VALUES = np.full(256, 255, dtype=np.uint8)
 _HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 
@@ -184,18 +184,28 @@ def _block_hashes(frame: pd.DataFrame) -> np.ndarray:
         else:
             strings = frame[name].astype("string")
             absent = strings.isna().to_numpy(dtype=bool)
-            column = pd.util.hash_array(strings.to_numpy(dtype=object, na_value=""), categorize=False)
+            column = pd.util.hash_array(_utf8_objects(strings), categorize=False)
         column[absent] = _ABSENT_HASH
         hashes[:, j] = column
     return hashes
 
 
+def _utf8_objects(strings: pd.Series) -> np.ndarray:
+    """The strings as bytes objects of their UTF-8 (absent ones empty): hash_array hashes a str by its UTF-8
+    bytes, so the hashes are the same, without a str made per value on the way."""
+    arrow = pa.array(strings.array, type=pa.large_string())
+    return pc.fill_null(arrow, "").cast(pa.large_binary()).to_numpy(zero_copy_only=False)
+
+
 def fingerprints(hashes: np.ndarray) -> pd.Series:
     """The stored form of attribute_hashes: the prefix, then each hash as 16 hex digits."""
-    octets = hashes.astype(">u8").view(np.uint8).reshape(len(hashes), -1)
+    # Big-endian, so each hash's hex digits read as the number does.
+    digits = binascii.hexlify(hashes.astype(">u8").tobytes())
     text = np.empty((len(hashes), FINGERPRINT_LENGTH), dtype=np.uint8)
     text[:, : len(FINGERPRINT_PREFIX)] = np.frombuffer(FINGERPRINT_PREFIX.encode(), dtype=np.uint8)
-    text[:, len(FINGERPRINT_PREFIX) :] = _HEX_PAIRS[octets].view(np.uint8)
+    text[:, len(FINGERPRINT_PREFIX) :] = np.frombuffer(digits, dtype=np.uint8).reshape(
+        len(hashes), FINGERPRINT_LENGTH - len(FINGERPRINT_PREFIX)
+    )
     # Straight into an Arrow string array: fixed-width rows, so the offsets are a range.
     offsets = np.arange(0, (len(hashes) + 1) * FINGERPRINT_LENGTH, FINGERPRINT_LENGTH, dtype=np.int64)
     strings = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets), pa.py_buffer(text))
