@@ -173,6 +173,26 @@ def test_the_client_leaves_errors_and_empty_answers_to_the_library():
     assert _answer(200, b"").payload == {}
 
 
+@pytest.mark.parametrize(
+    "errors",
+    [
+        [{"code": "InternalFailure", "message": "We encountered an internal error."}],
+        [{"code": 500, "details": {"retry": True}}],  # a shape the page schema refuses: read as dicts
+    ],
+)
+def test_a_2xx_answer_with_errors_beside_its_summaries_fails_the_frame_not_zero_stock(errors):
+    pages = [body([summary(i) for i in range(k, k + 5)]) for k in range(0, 15, 5)]
+    pages[1] = json.dumps({**json.loads(pages[1]), "errors": errors}).encode()
+    bodies = [_answer(200, content).payload["inventorySummaries"] for content in pages]
+    with pytest.raises(catalog.AnswerWithErrors, match="carried errors") as failed:
+        catalog.fba_inventory_frame_from_pages(bodies)
+    assert failed.value.errors[0]["code"] == errors[0]["code"]
+    # Empty errors fail nothing, as in the library.
+    pages[1] = json.dumps({**json.loads(pages[1]), "errors": []}).encode()
+    frame = catalog.fba_inventory_frame_from_pages([catalog.inventory_summaries_page(p).body for p in pages])
+    assert len(frame) == 15
+
+
 def test_bodies_read_on_the_reader_thread_keep_their_order_among_dict_pages(monkeypatch):
     # A read of 2 pages each, so several reads wait at once and a refused page falls between them.
     monkeypatch.setattr(catalog, "_PAGES_PER_READ", 2)

@@ -131,7 +131,8 @@ def _shared_api(api_class, marketplace: str, credentials: SpApiCredentials, endp
 class _ArrowInventories(Inventories):
     """getInventorySummaries pages kept as the answer's bytes, for the frame to read with pyarrow a few pages
     at a time (catalog.read_summaries_pages): never a Python dict per summary. An error answer or an empty
-    one goes the library's way (its exceptions, an empty answer), so SpApiCaller sees what it always did."""
+    one goes the library's way (its exceptions, an empty answer), so SpApiCaller sees what it always did. A
+    2xx answer with summaries and errors both fails when the frame reads it (catalog.AnswerWithErrors)."""
 
     def _check_response(self, res, *args, **kwargs):
         page = inventory_summaries_page(res.content) if 200 <= res.status_code < 300 else None

@@ -74,6 +74,9 @@ _PAGE_PARSE = pj.ParseOptions(
         [
             ("payload", pa.struct([("inventorySummaries", pa.list_(_SUMMARY_TYPE))])),
             ("pagination", pa.struct([("nextToken", pa.string())])),
+            # Read, not searched for in the bytes (a scan of every body): the library fails a 2xx answer
+            # carrying errors, and so does the frame (_failed_pages).
+            ("errors", pa.list_(pa.struct([("code", pa.string()), ("message", pa.string())]))),
         ]
     ),
     unexpected_field_behavior="ignore",
@@ -93,6 +96,14 @@ _READS_AHEAD = 2
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
     """getInventorySummaries answers as one row per summary (a SKU may have several: conditions, FNSKUs)."""
     return fba_inventory_frame_from_pages([summaries])
+
+
+class AnswerWithErrors(ValueError):
+    """A getInventorySummaries answer (2xx) that carries errors beside its summaries."""
+
+    def __init__(self, errors: list) -> None:
+        super().__init__(f"a getInventorySummaries answer carried errors: {errors}")
+        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +129,9 @@ def inventory_summaries_page(content: bytes) -> SummariesPage | None:
 
     None when the body is not such a page (an error, an empty answer): the caller decodes it as before.
     """
-    # Only a key can be "errors" or "inventorySummaries" in bare quotes.
-    if b'"errors"' in content or b'"inventorySummaries"' not in content:
+    # Only a key can be "inventorySummaries" in bare quotes. Errors beside the summaries are the frame's to
+    # find: they are read with the page (read_summaries_pages), not searched for in every body here.
+    if b'"inventorySummaries"' not in content:
         return None
     # A JSON string holds no raw newline: without the newlines between its tokens, the body is one JSON line
     # (one at its very end only ends that line).
@@ -142,14 +154,23 @@ def _next_token(line: bytes) -> str | None:
 def read_summaries_pages(bodies: list[SummariesPageBody]) -> Iterator[pa.RecordBatch | list[dict]]:
     """Page bodies' summaries, in SUMMARY_SCHEMA, by one pyarrow read of them all. When a page holds a
     value the schema refuses (a quantity "5" or 2.5), that page alone comes as its dicts: the frame
-    treats it as it always did."""
+    treats it as it always did.
+
+    A page whose answer carries errors beside its summaries fails with them (AnswerWithErrors), as the
+    SP-API library fails such an answer: never read as a page that had no stock in it.
+    """
     try:
         yield _read_bodies(bodies)
         return
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         if len(bodies) == 1:
             try:
-                summaries = json.loads(bodies[0].line)["payload"]["inventorySummaries"]
+                answer = json.loads(bodies[0].line)
+                if isinstance(answer, dict) and answer.get("errors"):
+                    raise AnswerWithErrors(answer["errors"])
+                summaries = answer["payload"]["inventorySummaries"]
+            except AnswerWithErrors:
+                raise
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(
                     f"a getInventorySummaries answer is no page of summaries ({type(exc).__name__}: {exc}): "
@@ -170,6 +191,11 @@ def _read_bodies(bodies: list[SummariesPageBody]) -> pa.RecordBatch:
         read_options=pj.ReadOptions(use_threads=True, block_size=block_size),
         parse_options=_PAGE_PARSE,
     )
+    errors = table.column("errors").combine_chunks()
+    if pc.any(
+        pc.greater(pc.list_value_length(errors), 0)
+    ).as_py():  # "errors": [] fails nothing, as in the library
+        raise AnswerWithErrors(next(e for e in errors.to_pylist() if e))
     summaries = table.column("payload").combine_chunks().field("inventorySummaries")
     return pa.RecordBatch.from_struct_array(summaries.flatten())
 
