@@ -367,6 +367,23 @@ def to_number(values: pd.Series) -> pd.Series:
     """pandas.to_numeric(values, errors="coerce") as Float64, a column at a time: plain decimal numbers by
     Arrow, the rest ("1_000", "NaN", "12,99") by pandas as before."""
     text = values.astype("string")
+    # Most columns hold plain numbers only: one cast reads them all. Arrow's cast takes what the pattern
+    # takes and the non-finite spellings too ("inf", "NaN"); those rows are left to pandas.
+    try:
+        cast = pc.cast(pa.array(text.array, type=pa.large_string()), pa.float64())
+    except pa.ArrowInvalid:
+        return _to_number_by_pattern(text)
+    numbers = cast.to_numpy(zero_copy_only=False)  # nulls as NaN
+    missing = cast.is_null().to_numpy(zero_copy_only=False)
+    not_finite = ~missing & ~np.isfinite(numbers)
+    if not_finite.any():
+        parsed = pd.to_numeric(text[not_finite], errors="coerce").astype("Float64")
+        numbers[not_finite] = parsed.to_numpy(dtype="float64", na_value=np.nan)
+        missing[not_finite] = parsed.isna().to_numpy(dtype=bool)
+    return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=values.index)
+
+
+def _to_number_by_pattern(text: pd.Series) -> pd.Series:
     plain = text.str.fullmatch(_PLAIN_NUMBER).fillna(False).to_numpy(dtype=bool)
     numbers = np.full(len(text), np.nan)
     missing = ~plain
@@ -378,7 +395,7 @@ def to_number(values: pd.Series) -> pd.Series:
         parsed = pd.to_numeric(text[rest], errors="coerce").astype("Float64")
         numbers[rest] = parsed.to_numpy(dtype="float64", na_value=np.nan)
         missing[rest] = parsed.isna().to_numpy(dtype=bool)
-    return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=values.index)
+    return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=text.index)
 
 
 def parse_amount(values: pd.Series) -> pd.Series:
@@ -443,7 +460,7 @@ def warehouse_stock(
     if stock_source == "fba":
         use_fba = stock["fba_quantity"] > 0
         stock["stock_level"] = stock["fba_quantity"].where(use_fba, stock["listing_quantity"])
-        stock["stock_source"] = np.where(use_fba, "fba", "listing")
+        stock["stock_source"] = _labels(use_fba, "fba", "listing")
     elif stock_source == "listing":
         stock["stock_level"] = stock["listing_quantity"]
         stock["stock_source"] = "listing"
@@ -454,6 +471,12 @@ def warehouse_stock(
     stock["sku"] = stock["sku"].astype("string")
     stock["stock_source"] = stock["stock_source"].astype("string")
     return stock[["sku", "fba_quantity", "listing_quantity", "stock_level", "stock_source"]]
+
+
+def _labels(mask: pd.Series, where_true: str, where_false: str) -> pd.Series:
+    """A string column of two labels by Arrow (numpy.where would make a Python string per row)."""
+    chosen = pc.if_else(pa.array(mask.to_numpy(dtype=bool)), where_true, where_false)
+    return pd.Series(pd.arrays.ArrowStringArray(chosen.cast(pa.large_string())), index=mask.index)
 
 
 def fba_on_hand(fba_inventory: pd.DataFrame) -> pd.DataFrame:
