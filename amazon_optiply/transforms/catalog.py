@@ -444,33 +444,57 @@ def warehouse_stock(
     Marketplaces sharing one FBA pool (Pan-European FBA) all see the pool's units. Only one of them carries
     them (`counts_pooled_fba`); the others keep their listing quantity, so no unit is counted twice.
     """
-    listing_quantity = (
-        pd.DataFrame(
-            {"sku": listings["seller-sku"], "listing_quantity": parse_quantity(listings["quantity"])}
-        )
-        .groupby("sku", as_index=False)["listing_quantity"]
-        .max()
+    if stock_source not in ("fba", "listing"):
+        raise ValueError(f"stock_source must be 'fba' or 'listing', not {stock_source!r}")
+    # One dictionary of both sides' SKUs, the listings' first: a listed SKU's code is its place in the
+    # order the listings first name it (0..listed-1), and a SKU's FBA rows carry the same code. So the
+    # listings' maximum and the FBA sum are per code, and the join is by position (one hash of each SKU).
+    listing_skus = _arrow_strings(listings["seller-sku"])
+    encoded = pa.concat_arrays(
+        [listing_skus, _arrow_strings(fba_inventory["seller_sku"])]
+    ).dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)  # -1: no SKU
+    listing_codes, fba_codes = codes[: len(listing_skus)], codes[len(listing_skus) :]
+    listed = int(listing_codes.max()) + 1 if len(listing_codes) else 0
+    quantity = parse_quantity(listings["quantity"]).to_numpy(dtype="float64", na_value=np.nan)
+    if listed == len(listing_codes) and (listing_codes >= 0).all():  # each SKU listed once: nothing to fold
+        most = quantity
+    else:  # a SKU listed twice has the higher quantity; an unparsable one counts only alone (NaN)
+        most = np.full(listed, np.nan)
+        named = listing_codes >= 0
+        np.fmax.at(most, listing_codes[named], quantity[named])
+    in_fba = (fba_codes >= 0) & (fba_codes < listed)  # FBA rows of SKUs not listed here do not count
+    fba_units = np.bincount(
+        fba_codes[in_fba],
+        weights=fba_inventory["total_quantity"].to_numpy(dtype="float64")[in_fba],
+        minlength=listed,
     )
-    fba = fba_inventory.groupby("seller_sku", as_index=False)["total_quantity"].sum()
-    stock = listing_quantity
-    at = first_positions(stock["sku"], fba["seller_sku"])
-    stock["fba_quantity"] = joined(fba["total_quantity"], at, stock.index).fillna(0).astype("int64")
+    stock = pd.DataFrame(
+        {
+            "sku": pd.arrays.ArrowStringArray(encoded.dictionary[:listed]),
+            "fba_quantity": fba_units.round().astype("int64"),
+            "listing_quantity": pd.arrays.FloatingArray(most, np.isnan(most)),
+        }
+    )
     if not counts_pooled_fba:
         stock["fba_quantity"] = 0
     if stock_source == "fba":
         use_fba = stock["fba_quantity"] > 0
         stock["stock_level"] = stock["fba_quantity"].where(use_fba, stock["listing_quantity"])
         stock["stock_source"] = _labels(use_fba, "fba", "listing")
-    elif stock_source == "listing":
+    else:
         stock["stock_level"] = stock["listing_quantity"]
         stock["stock_source"] = "listing"
-    else:
-        raise ValueError(f"stock_source must be 'fba' or 'listing', not {stock_source!r}")
     stock["listing_quantity"] = stock["listing_quantity"].astype("Int64")
     stock["stock_level"] = stock["stock_level"].astype("Int64")
     stock["sku"] = stock["sku"].astype("string")
     stock["stock_source"] = stock["stock_source"].astype("string")
     return stock[["sku", "fba_quantity", "listing_quantity", "stock_level", "stock_source"]]
+
+
+def _arrow_strings(values: pd.Series) -> pa.Array:
+    strings = pa.array(values.astype("string").array, type=pa.large_string())
+    return strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
 
 
 def _labels(mask: pd.Series, where_true: str, where_false: str) -> pd.Series:

@@ -3,6 +3,7 @@ in the US products' stock as configured, and a failed AWD read that never lowers
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -12,6 +13,7 @@ from amazon_optiply.defs.seller.warehouse.assets import warehouse_stock
 from amazon_optiply.sandbox import seller_api_streams as truth
 from amazon_optiply.sandbox.seller_api import seller_api_hooks
 from amazon_optiply.state import SyncState
+from amazon_optiply.transforms import catalog
 from amazon_optiply.transforms.catalog import INBOUND_COLUMNS
 from amazon_optiply_tests.streams.helpers import answered, materialize, metadata
 
@@ -134,7 +136,6 @@ def test_a_state_database_from_before_inbound_units_gains_them_and_reads_fba_in_
 
 
 def test_the_stock_rules_on_a_hand_made_inventory_and_on_an_empty_one():
-    from amazon_optiply.transforms import catalog
 
     listings = pd.DataFrame(
         {
@@ -175,3 +176,41 @@ def test_the_stock_rules_on_a_hand_made_inventory_and_on_an_empty_one():
     frame = catalog.warehouse_stock(no_listings, catalog.fba_on_hand(empty))
     frame = catalog.with_awd_units(catalog.with_inbound_units(frame, empty), awd)
     assert frame.empty and {"awd_quantity", *INBOUND_COLUMNS} <= set(frame.columns)
+
+
+def test_stock_per_sku_follows_the_rule_on_listings_with_repeats_and_fba_rows_of_other_skus():
+    """warehouse_stock against the rule written plainly (a listed SKU's highest parsable quantity, its FBA
+    rows summed, FBA-only SKUs and rows without a SKU left out), on random inventories."""
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        listed = rng.integers(0, 25, int(rng.integers(0, 30)))
+        listings = pd.DataFrame(
+            {
+                "seller-sku": [f"KW-{i}" for i in listed],
+                "quantity": rng.choice(["", "3", "0", "x", "-1", "2.5", "7", " 4 "], len(listed)),
+            },
+            dtype="string",
+        )
+        in_fba = rng.integers(0, 35, int(rng.integers(0, 30)))
+        fba = pd.DataFrame(
+            {
+                "seller_sku": pd.array([None if i > 30 else f"KW-{i}" for i in in_fba], dtype="string"),
+                "total_quantity": rng.integers(0, 4, len(in_fba)).astype("int64"),
+            }
+        )
+        for source in ("fba", "listing"):
+            for counts_pool in (True, False):
+                got = catalog.warehouse_stock(listings, fba, source, counts_pool).set_index("sku")
+                for sku, rows in listings.groupby("seller-sku"):
+                    quantities = pd.to_numeric(rows["quantity"].str.strip().replace("", "0"), errors="coerce")
+                    whole = quantities[(quantities >= 0) & (quantities == quantities.round())]
+                    listing = whole.max() if len(whole) else None
+                    units = int(fba.loc[fba["seller_sku"] == sku, "total_quantity"].sum()) * counts_pool
+                    from_fba = source == "fba" and units > 0
+                    level = units if from_fba else listing
+                    row = got.loc[sku]
+                    assert row["fba_quantity"] == units
+                    assert (None if pd.isna(row["listing_quantity"]) else row["listing_quantity"]) == listing
+                    assert (None if pd.isna(row["stock_level"]) else row["stock_level"]) == level
+                    assert row["stock_source"] == ("fba" if from_fba else "listing")
+                assert sorted(got.index) == sorted(set(listings["seller-sku"]))
