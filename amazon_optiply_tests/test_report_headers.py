@@ -183,3 +183,26 @@ def test_a_decimal_comma_is_still_set_aside_beside_whole_yen():
     assert rows.loc[["KW-1", "KW-3"], "price"].tolist() == [1980.0, 1980.5]
     assert rows.loc[["KW-1", "KW-3"], "problem"].isna().all()
     assert rows.loc["KW-2", "problem"] == "unparsable price '12,99'"
+
+
+def test_a_document_encoded_for_the_reader_in_small_pieces_parses_whole(monkeypatch):
+    """The text reaches pyarrow as UTF-8 a piece at a time; pieces cut through rows and multibyte characters."""
+    from amazon_optiply.transforms import reports
+
+    names = ["Kaffeebecher €5", "急須 茶器", "Tasse 😀 groß", "plain"]
+    header = "item-name\tseller-sku\tprice\tquantity\tasin1\tfulfillment-channel\tstatus"
+    rows = [
+        f"{name}\tKW-{i}\t{i}.99\t{i}\tB0000000{i:02d}\tDEFAULT\tActive" for i, name in enumerate(names * 50)
+    ]
+    rows.insert(7, "a row\twith too few fields")
+    text = "\n".join([header, *rows]) + "\n"
+    whole, whole_malformed = parse_flat_file(text, LISTINGS, LISTINGS_REQUIRED)
+    monkeypatch.setattr(reports, "_UTF8_PIECE", 7)
+    pieces, pieces_malformed = parse_flat_file(text, LISTINGS, LISTINGS_REQUIRED)
+    pd.testing.assert_frame_equal(pieces, whole)
+    assert pieces["item-name"].tolist() == names * 50
+    assert (
+        pieces_malformed["text"].tolist()
+        == whole_malformed["text"].tolist()
+        == ["a row\twith too few fields"]
+    )

@@ -58,7 +58,6 @@ def parse_flat_file(
         )
         return "skip"
 
-    data = text.encode("utf-8")
     header = _header_line(text)
     read = read_header(report_type, header)
     missing = [c for c in required if c not in read.columns]
@@ -77,7 +76,7 @@ def parse_flat_file(
             f"{report_type}: column(s) {twice} named twice (header set {read.header_set}): {header}"
         )
     table = pv.read_csv(
-        io.BytesIO(data),
+        io.BufferedReader(_Utf8Reader(text), buffer_size=_UTF8_PIECE),
         parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=set_aside),
         # large_string: what pandas' string columns hold, so none is copied to widen its offsets.
         convert_options=pv.ConvertOptions(
@@ -93,6 +92,36 @@ def parse_flat_file(
     return frame, pd.DataFrame(
         malformed, columns=["line", "reason", "text"]
     ) if malformed else _no_malformed()
+
+
+# Characters encoded at a time for the CSV reader (a quarter of its block or less).
+_UTF8_PIECE = 1 << 20
+
+
+class _Utf8Reader(io.RawIOBase):
+    """A document's text as UTF-8, encoded a piece at a time as pyarrow's reader asks for it: its reads run on
+    an I/O thread while its other threads parse the blocks before, so the encoding overlaps the parsing,
+    and the whole document is never held twice."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text, self._next_char = text, 0
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._pending:
+            if self._next_char >= len(self._text):
+                return 0
+            piece = self._text[self._next_char : self._next_char + _UTF8_PIECE]
+            self._next_char += len(piece)
+            self._pending = memoryview(piece.encode("utf-8"))  # a character at a time: any cut is whole
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def header_set(text: str, report_type: str) -> str:
