@@ -34,7 +34,8 @@ def schema_check(
 ) -> dg.AssetCheckResult:
     """Validate with the asset's pandera model; a failure lists the failing checks and rows."""
     try:
-        model.validate(frame, lazy=True)
+        # inplace: the models coerce nothing, so the frame is left as it is; pandera would copy it otherwise.
+        model.validate(frame, lazy=True, inplace=True)
     except pandera.errors.SchemaErrors as err:
         cases = err.failure_cases
         summary = cases.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
