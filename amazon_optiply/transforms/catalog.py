@@ -23,6 +23,7 @@ OPTIPLY_NAME_LIMIT = 255
 MAX_PRICE = 9_999_999.99
 # What the document download puts where the report held bytes its charset cannot decode.
 REPLACEMENT_CHARACTER = "\ufffd"
+_REPLACEMENT_UTF8 = re.compile(re.escape(REPLACEMENT_CHARACTER.encode()))
 
 FBA_COLUMNS = {
     "seller_sku": "string",
@@ -425,6 +426,16 @@ def first_positions(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
 
 
+def first_occurrences(keys: pd.Series) -> np.ndarray:
+    """True at each key's first row (missing keys count as one key), by one Arrow dictionary of the keys (no
+    Python string per row, as drop_duplicates would make)."""
+    codes = _arrow_strings(keys).dictionary_encode(null_encoding="encode").indices.to_numpy()
+    # The codes number the keys in the order they first appear: a first row's code is above all before it.
+    is_first = np.ones(len(codes), dtype=bool)
+    is_first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    return is_first
+
+
 def joined(column: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
     """`column`'s values at `positions` (from first_positions), missing where -1, on the joining rows' index."""
     return pd.Series(pd.api.extensions.take(column.array, positions, allow_fill=True), index=index)
@@ -601,7 +612,10 @@ def _listing_problems(rows: pd.DataFrame) -> pd.Series:
     # A garbled SKU or ASIN would be another product, and a garbled name would overwrite a good one in
     # Optiply: rows with undecodable bytes are set aside rather than delivered with U+FFFD in them.
     for column, field in (("sku", "seller-sku"), ("asin", "asin1"), ("name", "item-name")):
-        flag(rows[column].str.contains(REPLACEMENT_CHARACTER, regex=False), f"undecodable bytes in {field}")
+        if _may_hold_replacement_character(rows[column]):
+            flag(
+                rows[column].str.contains(REPLACEMENT_CHARACTER, regex=False), f"undecodable bytes in {field}"
+            )
     flag(rows["name"].fillna("") == "", "missing item-name")
     flag(rows["price"].isna(), quoting("unparsable price ", "raw_price"))
     flag((rows["price"] < 0) | (rows["price"] > MAX_PRICE), "price out of Optiply's range")
@@ -612,6 +626,17 @@ def _listing_problems(rows: pd.DataFrame) -> pd.Series:
     )
     flag(rows["stock_level"].isna(), "no stock level")
     return problem
+
+
+def _may_hold_replacement_character(values: pd.Series) -> bool:
+    """False when no value holds REPLACEMENT_CHARACTER: one search of the column's UTF-8 buffers (which may
+    hold more than the column's values, never less) instead of a match per row."""
+    strings = pa.array(values.astype("string").array, type=pa.large_string())
+    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
+    return any(
+        chunk.buffers()[2] is not None and _REPLACEMENT_UTF8.search(memoryview(chunk.buffers()[2]))
+        for chunk in chunks
+    )
 
 
 def bad_row_share(rows_set_aside: int, malformed_rows: int, parsed_rows: int) -> float:

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from amazon_optiply.transforms.catalog import first_positions, parse_amount
+from amazon_optiply.transforms.catalog import first_occurrences, first_positions, parse_amount
 
 PRODUCT_ATTRIBUTES = ["name", "skuCode", "eanCode", "price", "stockLevel"]
 
@@ -85,9 +85,8 @@ def optiply_product_payloads(
         (catalog["listing_status"] == "Active") & catalog["problem"].isna(),
         ["sku", "asin", "name", "ean_code", "price", "stock_level"],
     ]
-    # A SKU's first row (by Arrow's hash lookup: no Python string per row, as drop_duplicates would make).
-    is_first = first_positions(rows["sku"], rows["sku"]) == np.arange(len(rows))
-    rows = rows[is_first]
+    is_first = first_occurrences(rows["sku"])  # a SKU's first row
+    rows = rows if is_first.all() else rows[is_first]
     return pd.DataFrame(
         {
             "remoteId": product_remote_id(rows["sku"], marketplace_id, is_main_marketplace).astype("string"),
@@ -200,7 +199,7 @@ def _utf8_objects(strings: pd.Series) -> np.ndarray:
 def fingerprints(hashes: np.ndarray) -> pd.Series:
     """The stored form of attribute_hashes: the prefix, then each hash as 16 hex digits."""
     # Big-endian, so each hash's hex digits read as the number does.
-    digits = binascii.hexlify(hashes.astype(">u8").tobytes())
+    digits = binascii.hexlify(memoryview(hashes.astype(">u8")))
     text = np.empty((len(hashes), FINGERPRINT_LENGTH), dtype=np.uint8)
     text[:, : len(FINGERPRINT_PREFIX)] = np.frombuffer(FINGERPRINT_PREFIX.encode(), dtype=np.uint8)
     text[:, len(FINGERPRINT_PREFIX) :] = np.frombuffer(digits, dtype=np.uint8).reshape(
