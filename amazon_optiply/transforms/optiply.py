@@ -198,13 +198,15 @@ def _utf8_objects(strings: pd.Series) -> np.ndarray:
 
 def fingerprints(hashes: np.ndarray) -> pd.Series:
     """The stored form of attribute_hashes: the prefix, then each hash as 16 hex digits."""
-    # Big-endian, so each hash's hex digits read as the number does.
-    digits = binascii.hexlify(memoryview(hashes.astype(">u8")))
     text = np.empty((len(hashes), FINGERPRINT_LENGTH), dtype=np.uint8)
     text[:, : len(FINGERPRINT_PREFIX)] = np.frombuffer(FINGERPRINT_PREFIX.encode(), dtype=np.uint8)
-    text[:, len(FINGERPRINT_PREFIX) :] = np.frombuffer(digits, dtype=np.uint8).reshape(
-        len(hashes), FINGERPRINT_LENGTH - len(FINGERPRINT_PREFIX)
-    )
+    for start in range(0, len(hashes), _HASHED_ROWS_PER_BLOCK):  # a block's digits at a time: little memory
+        block = hashes[start : start + _HASHED_ROWS_PER_BLOCK]
+        # Big-endian, so each hash's hex digits read as the number does.
+        digits = binascii.hexlify(memoryview(block.astype(">u8")))
+        text[start : start + len(block), len(FINGERPRINT_PREFIX) :] = np.frombuffer(
+            digits, dtype=np.uint8
+        ).reshape(len(block), -1)
     # Straight into an Arrow string array: fixed-width rows, so the offsets are a range.
     offsets = np.arange(0, (len(hashes) + 1) * FINGERPRINT_LENGTH, FINGERPRINT_LENGTH, dtype=np.int64)
     strings = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets), pa.py_buffer(text))
