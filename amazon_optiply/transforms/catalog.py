@@ -76,7 +76,7 @@ _PAGE_PARSE = pj.ParseOptions(
             ("payload", pa.struct([("inventorySummaries", pa.list_(_SUMMARY_TYPE))])),
             ("pagination", pa.struct([("nextToken", pa.string())])),
             # Read, not searched for in the bytes (a scan of every body): the library fails a 2xx answer
-            # carrying errors, and so does the frame (_failed_pages).
+            # carrying errors, and so does the frame (_read_bodies).
             ("errors", pa.list_(pa.struct([("code", pa.string()), ("message", pa.string())]))),
         ]
     ),
@@ -193,9 +193,10 @@ def _read_bodies(bodies: list[SummariesPageBody]) -> pa.RecordBatch:
         parse_options=_PAGE_PARSE,
     )
     errors = table.column("errors").combine_chunks()
-    if pc.any(
-        pc.greater(pc.list_value_length(errors), 0)
-    ).as_py():  # "errors": [] fails nothing, as in the library
+    carries_errors = pc.greater(
+        pc.list_value_length(errors), 0
+    )  # "errors": [] fails nothing, as in the library
+    if pc.any(carries_errors).as_py():
         raise AnswerWithErrors(next(e for e in errors.to_pylist() if e))
     summaries = table.column("payload").combine_chunks().field("inventorySummaries")
     return pa.RecordBatch.from_struct_array(summaries.flatten())
@@ -454,6 +455,8 @@ def warehouse_stock(
 
     Marketplaces sharing one FBA pool (Pan-European FBA) all see the pool's units. Only one of them carries
     them (`counts_pooled_fba`); the others keep their listing quantity, so no unit is counted twice.
+
+    One row per listed SKU, in the order the listings first name them.
     """
     if stock_source not in ("fba", "listing"):
         raise ValueError(f"stock_source must be 'fba' or 'listing', not {stock_source!r}")
@@ -504,6 +507,7 @@ def warehouse_stock(
 
 
 def _arrow_strings(values: pd.Series) -> pa.Array:
+    """A string column as one Arrow array (a copy only when pandas holds it in several chunks)."""
     strings = pa.array(values.astype("string").array, type=pa.large_string())
     return strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
 
