@@ -206,3 +206,19 @@ def test_a_document_encoded_for_the_reader_in_small_pieces_parses_whole(monkeypa
         == whole_malformed["text"].tolist()
         == ["a row\twith too few fields"]
     )
+    assert pieces_malformed["line"].tolist() == [9]  # the header is line 1
+
+
+def test_malformed_rows_are_set_aside_with_their_lines_in_order():
+    """pyarrow's parallel reader does not number bad rows: their lines are found, repeats and CRLF included."""
+    header = "item-name\tseller-sku\tprice\tquantity\tasin1\tfulfillment-channel\tstatus"
+    rows = [f"name {i}\tKW-{i}\t1.00\t1\tB00000{i:04d}\tDEFAULT\tActive" for i in range(3000)]
+    for at in (2500, 1000, 10, 11):
+        rows.insert(at, "cut\trow")
+    rows.insert(2000, "x" * 800)
+    text = "\r\n".join([header, *rows]) + "\r\n"
+    frame, malformed = parse_flat_file(text, LISTINGS, LISTINGS_REQUIRED)
+    assert len(frame) == 3000
+    expected = [i + 2 for i, row in enumerate(rows) if row == "cut\trow" or row.startswith("xxx")]
+    assert malformed["line"].tolist() == expected
+    assert malformed["text"].str.len().max() == 500  # a long row's text is cut for the UI

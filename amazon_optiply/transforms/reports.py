@@ -8,6 +8,7 @@ Localized headers (Amazon JP's, say) are renamed to English through `report_head
 from __future__ import annotations
 
 import io
+from collections import defaultdict, deque
 
 import pandas as pd
 import pyarrow as pa
@@ -53,7 +54,7 @@ def parse_flat_file(
             {
                 "line": row.number,
                 "reason": f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                "text": (row.text or "")[:500],
+                "text": row.text or "",
             }
         )
         return "skip"
@@ -89,9 +90,31 @@ def parse_flat_file(
     )
     del table
     pa.default_memory_pool().release_unused()  # the parser's working memory, kept by the pool otherwise
-    return frame, pd.DataFrame(
-        malformed, columns=["line", "reason", "text"]
-    ) if malformed else _no_malformed()
+    if not malformed:
+        return frame, _no_malformed()
+    _number_lines(text, malformed)
+    set_aside_rows = pd.DataFrame(malformed, columns=["line", "reason", "text"])
+    set_aside_rows["text"] = set_aside_rows["text"].str.slice(0, 500)
+    return frame, set_aside_rows.sort_values("line", kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _number_lines(text: str, malformed: list[dict]) -> None:
+    """Each malformed row's line in the document (the header is line 1). pyarrow's reader knows a bad row's
+    text but, parsing blocks in parallel, not its line: the document's lines are read once and each bad
+    text given its lines in order. Only a document with malformed rows pays for it."""
+    unnumbered: dict[str, deque[dict]] = defaultdict(deque)
+    for row in malformed:
+        if row["line"] is None:
+            unnumbered[row["text"]].append(row)
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not unnumbered:
+            return
+        line = line[:-1] if line.endswith("\r") else line  # the reader's row text has no line ending
+        if line in unnumbered:
+            rows = unnumbered[line]
+            rows.popleft()["line"] = number
+            if not rows:
+                del unnumbered[line]
 
 
 # Characters encoded at a time for the CSV reader (a quarter of its block or less).
