@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 
@@ -13,9 +14,11 @@ from amazon_optiply.state import SyncState
 RATE, BURST = 1.0, 2
 
 
-def _reserve_in_process(database_url: str, n: int, out) -> None:
+def _reserve_in_process(database_url: str, n: int, ready, out) -> None:
     store = SyncState(database_url).budget_store()
-    out.put([store.reserve("getReport", RATE, BURST) for _ in range(n)])
+    ready.wait(timeout=60)  # both processes started and imported: they reserve together
+    # Each slot as a moment (now + the wait), so a process that reserves a little later still reads right.
+    out.put([time.time() + store.reserve("getReport", RATE, BURST) for _ in range(n)])
 
 
 def test_two_processes_share_one_tenant_budget(tmp_path):
@@ -23,15 +26,15 @@ def test_two_processes_share_one_tenant_budget(tmp_path):
     url = f"sqlite:///{tmp_path / 'sync_state.sqlite'}"
     SyncState(url)  # the tables exist before the processes race
     context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    workers = [context.Process(target=_reserve_in_process, args=(url, 3, out)) for _ in range(2)]
+    out, ready = context.Queue(), context.Barrier(2)
+    workers = [context.Process(target=_reserve_in_process, args=(url, 3, ready, out)) for _ in range(2)]
     for worker in workers:
         worker.start()
-    delays = sorted(out.get(timeout=60) + out.get(timeout=60))
+    slots = sorted(out.get(timeout=60) + out.get(timeout=60))
     for worker in workers:
         worker.join(timeout=60)
-    # Two processes, each with its own budget, would both start with a burst of 2: four waits of 0 s.
-    assert delays == pytest.approx([0, 0, 1, 2, 3, 4], abs=0.5)
+    # Two processes, each with its own budget, would both start with a burst of 2: four slots at once.
+    assert [slot - slots[0] for slot in slots] == pytest.approx([0, 0, 1, 2, 3, 4], abs=0.5)
 
 
 def test_operations_and_tenants_have_budgets_of_their_own(tmp_path):
