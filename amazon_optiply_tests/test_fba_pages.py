@@ -1,6 +1,7 @@
 """getInventorySummaries pages read by pyarrow from the answer's bytes give the frame the dict pages give."""
 
 import json
+import time
 
 import httpx
 import pandas as pd
@@ -184,7 +185,7 @@ def test_a_2xx_answer_with_errors_beside_its_summaries_fails_the_frame_not_zero_
     pages = [body([summary(i) for i in range(k, k + 5)]) for k in range(0, 15, 5)]
     pages[1] = json.dumps({**json.loads(pages[1]), "errors": errors}).encode()
     bodies = [_answer(200, content).payload["inventorySummaries"] for content in pages]
-    with pytest.raises(catalog.AnswerWithErrors, match="carried errors") as failed:
+    with pytest.raises(catalog.AnswerWithErrors, match="refused by Amazon") as failed:
         catalog.fba_inventory_frame_from_pages(bodies)
     assert failed.value.errors[0]["code"] == errors[0]["code"]
     # Empty errors fail nothing, as in the library.
@@ -214,3 +215,40 @@ def test_a_failing_page_source_fails_the_frame_after_the_reads_in_flight():
 
     with pytest.raises(RuntimeError, match="503 after all retries"):
         catalog.fba_inventory_frame_from_pages(pages())
+
+
+def test_an_answer_with_errors_stops_the_intake_within_a_few_pages(monkeypatch):
+    """At Amazon's pace a read does not wait for 400 pages: a page waits a short while at most, and a failed
+    read stops the asking for more pages, as the library's failing call did."""
+    monkeypatch.setattr(catalog, "_READ_WITHIN_SECONDS", 0.01)
+    asked = []
+
+    def pages():
+        for k in range(100):
+            asked.append(k)
+            time.sleep(0.05)  # an SP-API call
+            summaries = [summary(i) for i in range(5 * k, 5 * k + 5)]
+            content = body(summaries)
+            if k == 5:
+                content = json.dumps(
+                    {**json.loads(content), "errors": [{"code": "InternalFailure"}]}
+                ).encode()
+            yield catalog.inventory_summaries_page(content).body
+
+    with pytest.raises(catalog.AnswerWithErrors, match="InternalFailure"):
+        catalog.fba_inventory_frame_from_pages(pages())
+    assert len(asked) <= 12  # not the 100 pages a read of 400 would have waited for
+
+
+def test_one_refused_page_among_many_is_found_by_halves(monkeypatch):
+    pages = [[summary(i) for i in range(k, k + 2)] for k in range(0, 64, 2)]
+    pages[21][0] = summary(42, totalQuantity="7")
+    bodies = [catalog.inventory_summaries_page(body(p)).body for p in pages]
+    reads = []
+    read = catalog._read_bodies
+    monkeypatch.setattr(catalog, "_read_bodies", lambda b: reads.append(len(b)) or read(b))
+    out = list(catalog.read_summaries_pages(bodies))
+    assert pages[21] in out  # the refused page alone, as its dicts
+    assert len(reads) <= 2 * 6  # halves down to the page, not a read per page
+    frame = catalog.fba_inventory_frame_from_pages(bodies)
+    assert frame["total_quantity"][42] == 7 and len(frame) == 64

@@ -222,3 +222,12 @@ def test_malformed_rows_are_set_aside_with_their_lines_in_order():
     expected = [i + 2 for i, row in enumerate(rows) if row == "cut\trow" or row.startswith("xxx")]
     assert malformed["line"].tolist() == expected
     assert malformed["text"].str.len().max() == 500  # a long row's text is cut for the UI
+
+
+def test_prices_and_quantities_spelled_inf_or_nan_are_flagged_not_a_crash():
+    """One Arrow cast reads a column of numbers; the non-finite spellings it also takes go to pandas' rules."""
+    prices = catalog.parse_amount(pd.Series(["12.99", "inf", "NaN", "1980"], dtype="string"))
+    assert prices.tolist()[0] == 12.99 and prices.tolist()[1] == float("inf") and prices.tolist()[3] == 1980.0
+    assert pd.isna(prices.tolist()[2])
+    quantities = catalog.parse_quantity(pd.Series(["5", "NaN", "inf", "Infinity", " 7 ", ""], dtype="string"))
+    assert [None if pd.isna(q) else q for q in quantities.tolist()] == [5.0, None, None, None, 7.0, 0.0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,7 +78,10 @@ _PAGE_PARSE = pj.ParseOptions(
             ("pagination", pa.struct([("nextToken", pa.string())])),
             # Read, not searched for in the bytes (a scan of every body): the library fails a 2xx answer
             # carrying errors, and so does the frame (_read_bodies).
-            ("errors", pa.list_(pa.struct([("code", pa.string()), ("message", pa.string())]))),
+            (
+                "errors",
+                pa.list_(pa.struct([(field, pa.string()) for field in ("code", "message", "details")])),
+            ),
         ]
     ),
     unexpected_field_behavior="ignore",
@@ -90,8 +94,10 @@ _SUMMARIES_PER_BATCH = 1000
 _PAGES_PER_READ = 400
 # Arrow pages flattened together: their columns are compact, so many pages at once.
 _ARROW_SUMMARIES_PER_PART = 100_000
-# Reads of page bodies that may wait for the frame at once (see _summary_pages).
+# Reads of page bodies that may wait for the frame at once, and how long a body waits for its read at most
+# (see _summary_pages).
 _READS_AHEAD = 2
+_READ_WITHIN_SECONDS = 1.0
 
 
 def fba_inventory_frame(summaries: list[dict]) -> pd.DataFrame:
@@ -103,7 +109,9 @@ class AnswerWithErrors(ValueError):
     """A getInventorySummaries answer (2xx) that carries errors beside its summaries."""
 
     def __init__(self, errors: list) -> None:
-        super().__init__(f"a getInventorySummaries answer carried errors: {errors}")
+        super().__init__(
+            f"getInventorySummaries refused by Amazon (a 2xx answer with errors, not retried): {errors}"
+        )
         self.errors = errors
 
 
@@ -179,8 +187,9 @@ def read_summaries_pages(bodies: list[SummariesPageBody]) -> Iterator[pa.RecordB
                 ) from None
             yield summaries or []
             return
-    for body in bodies:  # which page it was
-        yield from read_summaries_pages([body])
+    half = len(bodies) // 2  # which page it was: each half read apart, down to the page
+    yield from read_summaries_pages(bodies[:half])
+    yield from read_summaries_pages(bodies[half:])
 
 
 def _read_bodies(bodies: list[SummariesPageBody]) -> pa.RecordBatch:
@@ -224,34 +233,41 @@ def fba_inventory_frame_from_pages(
 def _summary_pages(
     pages: Iterable[list[dict] | SummariesPageBody | pa.RecordBatch],
 ) -> Iterator[list[dict] | pa.RecordBatch | pa.Table]:
-    """The pages in their order, the bodies read _PAGES_PER_READ at a time on a thread of their own: pyarrow
-    lets go of the GIL while it reads, so the next pages keep coming in (the SP-API calls, the client's page
-    reader) meanwhile. At most _READS_AHEAD reads wait, so a slow reader holds up the intake, not memory."""
+    """The pages in their order, the bodies read on a thread of their own: pyarrow lets go of the GIL while
+    it reads, so the next pages keep coming in (the SP-API calls, the client's page reader) meanwhile.
+
+    A read takes _PAGES_PER_READ bodies, or fewer once the first has waited _READ_WITHIN_SECONDS (at
+    Amazon's 2 pages a second a page is read within a few seconds). A finished read that failed (an answer
+    with errors) stops the intake at the next page, so few more pages are asked for. At most _READS_AHEAD
+    reads wait, so a slow reader holds up the intake, not memory."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fba-pages") as reader:
         reads: deque[Future] = deque()
         bodies: list[SummariesPageBody] = []
+        first_waiting = 0.0
 
-        def read_bodies() -> None:
+        def submit_read() -> None:
             nonlocal bodies
             if bodies:
                 reads.append(reader.submit(lambda waiting: list(read_summaries_pages(waiting)), bodies))
                 bodies = []
 
         def read_until(waiting: int) -> Iterator[list[dict] | pa.RecordBatch]:
-            while len(reads) > waiting:
-                yield from reads.popleft().result()
+            while len(reads) > waiting or (reads and reads[0].done()):
+                yield from reads.popleft().result()  # a failed read raises here
 
         for page in pages:
             if isinstance(page, SummariesPageBody):
+                if not bodies:
+                    first_waiting = time.monotonic()
                 bodies.append(page)
-                if len(bodies) >= _PAGES_PER_READ:
-                    read_bodies()
-                    yield from read_until(_READS_AHEAD)
+                if len(bodies) >= _PAGES_PER_READ or time.monotonic() - first_waiting >= _READ_WITHIN_SECONDS:
+                    submit_read()
+                yield from read_until(_READS_AHEAD)
                 continue
-            read_bodies()
+            submit_read()
             yield from read_until(0)
             yield page
-        read_bodies()
+        submit_read()
         yield from read_until(0)
 
 
@@ -375,8 +391,8 @@ def to_number(values: pd.Series) -> pd.Series:
         cast = pc.cast(pa.array(text.array, type=pa.large_string()), pa.float64())
     except pa.ArrowInvalid:
         return _to_number_by_pattern(text)
-    numbers = cast.to_numpy(zero_copy_only=False)  # nulls as NaN
-    missing = cast.is_null().to_numpy(zero_copy_only=False)
+    numbers = np.array(cast.to_numpy(zero_copy_only=False))  # nulls as NaN; a copy, written below
+    missing = np.array(cast.is_null().to_numpy(zero_copy_only=False))
     not_finite = ~missing & ~np.isfinite(numbers)
     if not_finite.any():
         parsed = pd.to_numeric(text[not_finite], errors="coerce").astype("Float64")
@@ -410,10 +426,10 @@ def parse_amount(values: pd.Series) -> pd.Series:
 
 
 def parse_quantity(values: pd.Series) -> pd.Series:
-    """Listing quantities: blank (FBA listings) is 0; non-integers and negatives become NaN."""
+    """Listing quantities: blank (FBA listings) is 0; non-integers, negatives and infinity become NaN."""
     stripped = values.str.strip()
     numbers = to_number(stripped.where(stripped != "", "0"))
-    valid = numbers.notna() & (numbers >= 0) & (numbers == np.floor(numbers))
+    valid = numbers.notna() & (numbers >= 0) & (numbers == np.floor(numbers)) & (numbers < np.inf)
     return numbers.where(valid)
 
 

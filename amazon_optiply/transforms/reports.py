@@ -8,6 +8,7 @@ Localized headers (Amazon JP's, say) are renamed to English through `report_head
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict, deque
 
 import pandas as pd
@@ -77,7 +78,7 @@ def parse_flat_file(
             f"{report_type}: column(s) {twice} named twice (header set {read.header_set}): {header}"
         )
     table = pv.read_csv(
-        io.BufferedReader(_Utf8Reader(text), buffer_size=_UTF8_PIECE),
+        io.BufferedReader(_Utf8Reader(text), buffer_size=_UTF8_BUFFER_BYTES),
         parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=set_aside),
         # large_string: what pandas' string columns hold, so none is copied to widen its offsets.
         convert_options=pv.ConvertOptions(
@@ -93,32 +94,38 @@ def parse_flat_file(
     if not malformed:
         return frame, _no_malformed()
     _number_lines(text, malformed)
-    set_aside_rows = pd.DataFrame(malformed, columns=["line", "reason", "text"])
+    set_aside_rows = pd.DataFrame(malformed, columns=["line", "reason", "text"]).astype({"line": "Int64"})
     set_aside_rows["text"] = set_aside_rows["text"].str.slice(0, 500)
     return frame, set_aside_rows.sort_values("line", kind="stable", na_position="last").reset_index(drop=True)
 
 
+# A line and its ending, as pyarrow's reader ends rows (the last line may have none).
+_LINE = re.compile(r"([^\r\n]*)(?:\r\n|\n|\r|\Z)")
+
+
 def _number_lines(text: str, malformed: list[dict]) -> None:
     """Each malformed row's line in the document (the header is line 1). pyarrow's reader knows a bad row's
-    text but, parsing blocks in parallel, not its line: the document's lines are read once and each bad
-    text given its lines in order. Only a document with malformed rows pays for it."""
+    text but, parsing blocks in parallel, not its line: the document's lines are read once (one at a time,
+    ended as pyarrow ends them: \\n, \\r\\n or \\r) and each bad text given its lines in order. Only a
+    document with malformed rows pays for it."""
     unnumbered: dict[str, deque[dict]] = defaultdict(deque)
     for row in malformed:
         if row["line"] is None:
             unnumbered[row["text"]].append(row)
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_LINE.finditer(text), start=1):
         if not unnumbered:
             return
-        line = line[:-1] if line.endswith("\r") else line  # the reader's row text has no line ending
-        if line in unnumbered:
-            rows = unnumbered[line]
+        rows = unnumbered.get(line[1])
+        if rows:
             rows.popleft()["line"] = number
             if not rows:
-                del unnumbered[line]
+                del unnumbered[line[1]]
 
 
-# Characters encoded at a time for the CSV reader (a quarter of its block or less).
+# Characters encoded at a time for the CSV reader, and the bytes its buffer holds: a quarter of its 4 MiB
+# block or less even at 3 bytes a character (Japanese).
 _UTF8_PIECE = 1 << 20
+_UTF8_BUFFER_BYTES = 1 << 20
 
 
 class _Utf8Reader(io.RawIOBase):
@@ -160,7 +167,7 @@ def _header_line(text: str) -> list[str]:
 def _no_malformed() -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "line": pd.Series(dtype="int64"),
+            "line": pd.Series(dtype="Int64"),
             "reason": pd.Series(dtype="string"),
             "text": pd.Series(dtype="string"),
         }
