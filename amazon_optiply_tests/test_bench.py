@@ -40,6 +40,7 @@ def test_every_section_ran_and_serializes(results):
     for section in SECTIONS:
         for target in results[section]["targets"]:
             assert set(target) == TARGET_KEYS
+            assert (target["missed_by"] is None) == target["met"]
     printed = table(results)
     for number in range(1, 8):
         assert f"\n{number}. " in printed
