@@ -202,9 +202,8 @@ def _read_bodies(bodies: list[SummariesPageBody]) -> pa.RecordBatch:
         parse_options=_PAGE_PARSE,
     )
     errors = table.column("errors").combine_chunks()
-    carries_errors = pc.greater(
-        pc.list_value_length(errors), 0
-    )  # "errors": [] fails nothing, as in the library
+    # "errors": [] fails nothing, as in the library.
+    carries_errors = pc.greater(pc.list_value_length(errors), 0)
     if pc.any(carries_errors).as_py():
         raise AnswerWithErrors(next(e for e in errors.to_pylist() if e))
     summaries = table.column("payload").combine_chunks().field("inventorySummaries")
@@ -393,11 +392,7 @@ def to_number(values: pd.Series) -> pd.Series:
         return _to_number_by_pattern(text)
     numbers = np.array(cast.to_numpy(zero_copy_only=False))  # nulls as NaN; a copy, written below
     missing = np.array(cast.is_null().to_numpy(zero_copy_only=False))
-    not_finite = ~missing & ~np.isfinite(numbers)
-    if not_finite.any():
-        parsed = pd.to_numeric(text[not_finite], errors="coerce").astype("Float64")
-        numbers[not_finite] = parsed.to_numpy(dtype="float64", na_value=np.nan)
-        missing[not_finite] = parsed.isna().to_numpy(dtype=bool)
+    _by_pandas(text, ~missing & ~np.isfinite(numbers), numbers, missing)
     return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=values.index)
 
 
@@ -408,12 +403,16 @@ def _to_number_by_pattern(text: pd.Series) -> pd.Series:
     if plain.any():
         as_arrow = pa.array(text[plain], type=pa.large_string())
         numbers[plain] = pc.cast(as_arrow, pa.float64()).to_numpy(zero_copy_only=False)
-    rest = ~plain & text.notna().to_numpy(dtype=bool)
-    if rest.any():
-        parsed = pd.to_numeric(text[rest], errors="coerce").astype("Float64")
-        numbers[rest] = parsed.to_numpy(dtype="float64", na_value=np.nan)
-        missing[rest] = parsed.isna().to_numpy(dtype=bool)
+    _by_pandas(text, ~plain & text.notna().to_numpy(dtype=bool), numbers, missing)
     return pd.Series(pd.arrays.FloatingArray(numbers, missing), index=text.index)
+
+
+def _by_pandas(text: pd.Series, rows: np.ndarray, numbers: np.ndarray, missing: np.ndarray) -> None:
+    """`rows` of `text` read by pandas.to_numeric(errors="coerce") into `numbers` and `missing`."""
+    if rows.any():
+        parsed = pd.to_numeric(text[rows], errors="coerce").astype("Float64")
+        numbers[rows] = parsed.to_numpy(dtype="float64", na_value=np.nan)
+        missing[rows] = parsed.isna().to_numpy(dtype=bool)
 
 
 def parse_amount(values: pd.Series) -> pd.Series:
